@@ -1,0 +1,1 @@
+"""The ``lesionxai`` command line: one module per subcommand under ``commands/``."""

@@ -1,0 +1,53 @@
+"""``lesionxai segment``: probability map, lesion instances and their table for one subject."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from LesionXAILib.cli.common import (
+    add_input_arguments,
+    add_model_arguments,
+    add_output_arguments,
+    add_segmentation_arguments,
+    load_model_from_args,
+    progress_for,
+    segmentation_settings_from_args,
+)
+
+NAME = "segment"
+HELP = "segment lesions and split them into instances (writes probability, instances.nii.gz/csv/json)"
+log = logging.getLogger("LesionXAILib.cli")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this subcommand's options."""
+    add_input_arguments(parser)
+    add_output_arguments(parser)
+    add_model_arguments(parser)
+    add_segmentation_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment one subject and write the outputs; return the exit code."""
+    from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
+    from LesionXAILib.segmentation import segment
+
+    pair = load_pair(args.flair, args.t1)
+    gt = read_label_image(args.gt, pair.geometry) if args.gt else None
+    out = check_output_dir(args.out, [args.flair, args.t1, args.gt], args.allow_input_dir)
+    model = load_model_from_args(args)
+    settings = segmentation_settings_from_args(args)
+    callback, close = progress_for(args, "segment")
+    try:
+        result = segment(pair, model, settings, gt, progress=callback)
+    finally:
+        close()
+    paths = result.write(out, protected=[args.flair, args.t1, args.gt])
+    inst = result.instances
+    msg = f"{len(inst.instances)} instances in {result.seconds:.1f} s"
+    if inst.metrics:
+        m = inst.metrics
+        msg += f" (TP {m.tp}, FP {m.fp}, FN {m.fn}; lesion F1 {m.f1:.3f}, Dice {m.dice:.3f})"
+    log.info("%s -> %s", msg, paths["json"].parent)
+    return 0

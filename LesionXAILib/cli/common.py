@@ -1,0 +1,82 @@
+"""Argument groups and helpers shared by several subcommands (inputs, model, segmentation settings)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Optional
+
+from LesionXAILib.errors import ParameterError
+
+log = logging.getLogger("LesionXAILib.cli")
+
+
+def add_input_arguments(parser: argparse.ArgumentParser, gt: bool = True) -> None:
+    """Add --flair, --t1 (and --gt) to ``parser``."""
+    parser.add_argument("--flair", required=True, help="FLAIR volume (reference grid)")
+    parser.add_argument("--t1", required=True, help="MPRAGE/T1 volume (resampled onto the FLAIR grid if needed)")
+    if gt:
+        parser.add_argument("--gt", default=None, help="optional ground-truth lesion mask (enables TP/FP/FN)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --model, --config, --weights and --device to ``parser``."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", default=None, help="checkpoint (LesionXAI, TorchScript, or state dict with --config); default: shipped demo model")
+    g.add_argument("--config", default=None, help="network config preset (e.g. ies-unet) or JSON file, for bare state dicts")
+    g.add_argument("--weights", default=None, help="state-dict file to load into --config (alias of --model)")
+    g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+
+
+def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add threshold, minimum size and sliding-window options to ``parser``."""
+    g = parser.add_argument_group("segmentation")
+    g.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's, e.g. 0.5)")
+    g.add_argument("--min-size", type=float, default=3, help="minimum lesion size (default 3)")
+    g.add_argument("--min-size-unit", choices=("voxels", "mm3"), default="voxels")
+    g.add_argument("--roi", type=int, nargs=3, default=None, metavar=("K", "J", "I"), help="sliding window size (default 96 96 96)")
+    g.add_argument("--overlap", type=float, default=None, help="sliding window overlap (default 0.25)")
+    g.add_argument("--blend", choices=("gaussian", "constant"), default="gaussian")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --out and --allow-input-dir to ``parser``."""
+    parser.add_argument("--out", required=True, help="output directory (created if missing)")
+    parser.add_argument(
+        "--allow-input-dir", action="store_true", help="allow --out to be the directory holding an input file"
+    )
+
+
+def load_model_from_args(args: argparse.Namespace):
+    """Return the LesionModel selected by --model/--config/--weights/--device."""
+    from LesionXAILib.model_loading import load_model
+
+    path: Optional[str] = args.model
+    if args.weights and args.model and args.weights != args.model:
+        raise ParameterError("give either --model or --weights, not both")
+    path = path or args.weights
+    if args.weights and not args.config:
+        raise ParameterError("--weights needs --config (e.g. --config ies-unet)")
+    return load_model(path, args.config, args.device)
+
+
+def segmentation_settings_from_args(args: argparse.Namespace):
+    """Return SegmentationSettings built from the segmentation argument group."""
+    from LesionXAILib.inference import InferenceSettings
+    from LesionXAILib.segmentation import SegmentationSettings
+
+    return SegmentationSettings(
+        threshold=args.threshold,
+        min_size=args.min_size,
+        min_size_unit=args.min_size_unit,
+        inference=InferenceSettings(
+            roi_size=tuple(args.roi) if args.roi else None, overlap=args.overlap, mode=args.blend
+        ),
+    )
+
+
+def progress_for(args: argparse.Namespace, desc: str):
+    """Return (callback, close) for a tqdm progress bar honouring --quiet."""
+    from LesionXAILib.progress import tqdm_callback
+
+    return tqdm_callback(desc, disable=bool(getattr(args, "quiet", False)))

@@ -1,0 +1,79 @@
+"""Entry point of the ``lesionxai`` console script: discovers subcommands and reports errors in one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+import traceback
+from types import ModuleType
+from typing import Optional, Sequence
+
+from LesionXAILib import __version__
+from LesionXAILib.errors import Cancelled, LesionXAIError
+
+
+def discover_commands() -> list[ModuleType]:
+    """Return the subcommand modules (each defines NAME, HELP, add_arguments(parser), run(args) -> int)."""
+    from LesionXAILib.cli import commands
+
+    modules = []
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        modules.append(importlib.import_module(f"{commands.__name__}.{info.name}"))
+    return sorted(modules, key=lambda m: m.NAME)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level argument parser with every discovered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="lesionxai",
+        description="Instance-level explanations of 3D U-Net MS lesion segmentation.",
+    )
+    parser.add_argument("--version", action="version", version=f"lesionxai {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in discover_commands():
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line and return its exit status (0 ok, 1 failure, 2 bad input, 130 cancelled)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="lesionxai: %(message)s",
+    )
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("lesionxai: interrupted", file=sys.stderr)
+        return 130
+    except Cancelled as exc:
+        print(f"lesionxai: {exc}", file=sys.stderr)
+        return 130
+    except LesionXAIError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"lesionxai: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # last resort: still one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"lesionxai: error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

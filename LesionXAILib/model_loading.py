@@ -1,0 +1,177 @@
+"""Loading segmentation checkpoints: LesionXAI files, plain/wrapped state dicts, DataParallel, TorchScript."""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+
+from LesionXAILib.errors import ModelLoadError
+from LesionXAILib.lesion_model import LesionModel, build_network
+from LesionXAILib.model_config import ModelConfig, get_config
+
+log = logging.getLogger(__name__)
+
+# keys under which training scripts commonly nest the weights
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "network", "net", "weights")
+LESIONXAI_FORMAT = "lesionxai-checkpoint-v1"
+
+
+def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
+    """Return the torch device to use: 'cpu' by default, 'cuda' only when asked and present, 'auto' picks."""
+    if device is None or str(device) == "cpu":
+        return torch.device("cpu")
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device '{device}' requested but CUDA is not available on this machine")
+    return dev
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    return any(n.endswith("constants.pkl") for n in names) or any("/code/" in n for n in names)
+
+
+def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Remove DataParallel/DistributedDataParallel 'module.' prefixes (applied to every key, or none)."""
+    keys = list(state)
+    if keys and all(k.startswith("module.") for k in keys):
+        return {k[len("module.") :]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _unwrap_state_dict(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
+    """Return (state_dict, embedded config dict or None) from a loaded checkpoint object."""
+    config = None
+    if isinstance(obj, Mapping):
+        if obj.get("format") == LESIONXAI_FORMAT:
+            return _strip_prefix(obj["state_dict"]), obj.get("config")
+        if all(isinstance(v, torch.Tensor) for v in obj.values()) and obj:
+            return _strip_prefix(obj), None
+        for key in WRAPPER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                cfg = obj.get("config")
+                return _strip_prefix(inner), cfg if isinstance(cfg, Mapping) else None
+            if isinstance(inner, torch.nn.Module):
+                return _strip_prefix(inner.state_dict()), None
+    if isinstance(obj, torch.nn.Module):
+        return _strip_prefix(obj.state_dict()), config
+    raise ModelLoadError(
+        f"model '{source}': not a recognised checkpoint (expected a state dict, a dict with one of "
+        f"{list(WRAPPER_KEYS)}, a LesionXAI checkpoint or a TorchScript file)"
+    )
+
+
+def check_state_dict_fits(network: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, config_name: str) -> None:
+    """Raise ModelLoadError listing missing, unexpected and mis-shaped keys if ``state`` does not fit."""
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+
+        def show(items: list[str]) -> str:
+            head = ", ".join(items[:8])
+            return head + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+
+        parts = [f"model '{source}' does not fit the network config '{config_name}':"]
+        if missing:
+            parts.append(f"missing keys [{show(missing)}]")
+        if unexpected:
+            parts.append(f"unexpected keys [{show(unexpected)}]")
+        if mismatched:
+            parts.append(f"shape mismatches [{show(mismatched)}]")
+        raise ModelLoadError(" ".join(parts))
+
+
+def model_from_state_dict(
+    state: Mapping[str, torch.Tensor], config: ModelConfig, source: str = "<state dict>"
+) -> LesionModel:
+    """Return an eval-mode LesionModel with ``state`` loaded strictly into ``config``'s network."""
+    network = build_network(config)
+    state = _strip_prefix(state)
+    check_state_dict_fits(network, state, source, config.name)
+    network.load_state_dict(state, strict=True)
+    model = LesionModel(network, config, source=source)
+    model.eval()
+    return model
+
+
+def load_model(
+    path: Optional[str | os.PathLike] = None,
+    config: Optional[ModelConfig | str] = None,
+    device: str | torch.device | None = "cpu",
+) -> LesionModel:
+    """Return an eval-mode LesionModel loaded from ``path`` (default: the shipped demo model).
+
+    ``config`` (a ModelConfig, preset name such as ``'ies-unet'``, or JSON path) is required for
+    bare state dicts and overrides a checkpoint's embedded config; TorchScript files use it only for
+    the head (sigmoid/softmax) and defaults.
+    """
+    if isinstance(config, (str, Path)):
+        config = get_config(config)
+    if path is None:
+        from LesionXAILib.resources import default_model_path
+
+        path = default_model_path()
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"model '{p}': file not found")
+    dev = resolve_device(device)
+    source = str(p)
+    if _is_torchscript(p):
+        try:
+            network = torch.jit.load(str(p), map_location=dev)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"model '{p}': TorchScript file cannot be loaded ({str(exc).splitlines()[0]})") from None
+        cfg = config or ModelConfig(name=p.stem)
+        model = LesionModel(network, cfg, source=source)
+        model.eval()
+        return model
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors come in many types
+        raise ModelLoadError(
+            f"model '{p}': cannot be read as a PyTorch checkpoint ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'})"
+        ) from None
+    state, embedded = _unwrap_state_dict(obj, source)
+    if config is None:
+        if embedded is None:
+            raise ModelLoadError(
+                f"model '{p}' is a bare state dict with no embedded configuration; pass a config "
+                "(e.g. --config ies-unet, or a JSON file)"
+            )
+        config = ModelConfig.from_dict(dict(embedded))
+    model = model_from_state_dict(state, config, source)
+    return model.to(dev)
+
+
+def save_checkpoint(model: LesionModel, path: str | os.PathLike, metadata: Optional[dict] = None) -> Path:
+    """Write a self-describing LesionXAI checkpoint (config + weights + metadata) and return its path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": LESIONXAI_FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.network.state_dict().items()},
+        "metadata": metadata or {},
+    }
+    tmp = p.with_name(p.name + ".partial")
+    torch.save(payload, str(tmp))
+    os.replace(tmp, p)
+    return p

@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create (or reuse) .venv idempotently; the stamp tracks pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.lesionxai-installed
+TORCH_VERSION ?= 2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: all demo test venv clean-venv benchmark
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so that nothing later resolves a different (CUDA) build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	$(PIP) install --quiet -e ".[slicer,cohort,dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/lesionxai demo --out demo-output
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)
