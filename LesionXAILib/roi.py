@@ -1,0 +1,138 @@
+"""Lesion-centred regions of interest: a crop box grown by a margin in mm, sized for the network.
+
+Explainers and probes evaluate the network on such a crop instead of the whole volume. The box is
+grown to a multiple of the network's size divisor inside the image where possible, and padded with
+the normalised background (0) only where the image ends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from LesionXAILib.errors import InstanceError, ParameterError
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A k,j,i region of a full grid plus zero padding that brings it to a network-friendly shape."""
+
+    slices: tuple[slice, slice, slice]
+    pad: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    full_shape: tuple[int, int, int]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Return the k,j,i shape of the (padded) crop."""
+        return tuple(s.stop - s.start + a + b for s, (a, b) in zip(self.slices, self.pad))
+
+    @property
+    def is_full(self) -> bool:
+        """Return True if the box covers the whole grid without padding."""
+        return all(s.start == 0 and s.stop == n for s, n in zip(self.slices, self.full_shape)) and not any(
+            a or b for a, b in self.pad
+        )
+
+    @property
+    def inner(self) -> tuple[slice, slice, slice]:
+        """Return the slices of the crop that hold image data (excluding padding)."""
+        return tuple(slice(a, a + s.stop - s.start) for s, (a, _) in zip(self.slices, self.pad))
+
+    def extract(self, array: ArrayLike, fill: float = 0.0) -> ArrayLike:
+        """Return the crop of ``array`` (..., k, j, i), padded with ``fill``; numpy or torch in, same out."""
+        lead = (slice(None),) * (array.ndim - 3)
+        sub = array[lead + self.slices]
+        if not any(a or b for a, b in self.pad):
+            return sub
+        if isinstance(sub, torch.Tensor):
+            flat = [v for pair in reversed(self.pad) for v in pair]
+            return torch.nn.functional.pad(sub, flat, mode="constant", value=fill)
+        widths = [(0, 0)] * (array.ndim - 3) + list(self.pad)
+        return np.pad(sub, widths, mode="constant", constant_values=fill)
+
+    def insert(self, crop: ArrayLike, fill: float = 0.0) -> np.ndarray:
+        """Return a full-grid numpy array (..., k, j, i) holding ``crop``'s image part, ``fill`` elsewhere."""
+        c = crop.detach().cpu().numpy() if isinstance(crop, torch.Tensor) else np.asarray(crop)
+        lead_shape = c.shape[:-3]
+        out = np.full(lead_shape + tuple(self.full_shape), fill, dtype=c.dtype)
+        lead = (slice(None),) * len(lead_shape)
+        out[lead + self.slices] = c[lead + self.inner]
+        return out
+
+    def to_dict(self) -> dict:
+        """Return a JSON-serialisable description (start/stop per k,j,i axis and padding)."""
+        return {
+            "start_kji": [s.start for s in self.slices],
+            "stop_kji": [s.stop for s in self.slices],
+            "pad_kji": [list(p) for p in self.pad],
+        }
+
+
+def full_box(shape: Sequence[int], divisor: int = 1) -> CropBox:
+    """Return a box covering the whole grid, padded at the end of each axis up to ``divisor``."""
+    shape = tuple(int(s) for s in shape)
+    pad = tuple((0, int(math.ceil(s / divisor) * divisor) - s) for s in shape)
+    return CropBox(tuple(slice(0, s) for s in shape), pad, shape)
+
+
+def box_around(
+    lo: Sequence[int], hi: Sequence[int], shape: Sequence[int], divisor: int = 1, min_size: Sequence[int] = (0, 0, 0)
+) -> CropBox:
+    """Return a box containing voxels lo..hi-1 (k,j,i), grown to a multiple of ``divisor`` and ``min_size``.
+
+    Growth is symmetric and stays inside the image when it can; only the remainder is padding.
+    """
+    slices, pads = [], []
+    for a, b, n, m in zip(lo, hi, shape, min_size):
+        a, b, n = max(0, int(a)), min(int(n), int(b)), int(n)
+        if b <= a:
+            raise ParameterError(f"empty region [{a}, {b}) on an axis of length {n}")
+        want = max(b - a, int(m))
+        want = int(math.ceil(want / divisor) * divisor)
+        extra = want - (b - a)
+        take = min(extra, n - (b - a))  # how much of the growth the image itself can supply
+        before = take // 2
+        a2 = a - before
+        b2 = b + (take - before)
+        if a2 < 0:
+            b2 += -a2
+            a2 = 0
+        if b2 > n:
+            a2 -= b2 - n
+            b2 = n
+        a2 = max(a2, 0)
+        slices.append(slice(a2, b2))
+        rest = want - (b2 - a2)
+        pads.append((rest // 2, rest - rest // 2))
+    return CropBox(tuple(slices), tuple(pads), tuple(int(s) for s in shape))
+
+
+def margin_voxels(margin_mm: float | Sequence[float], spacing_kji: Sequence[float]) -> tuple[int, int, int]:
+    """Return the per-axis (k,j,i) voxel count covering ``margin_mm`` millimetres."""
+    m = np.broadcast_to(np.asarray(margin_mm, dtype=float), (3,))
+    if np.any(m < 0):
+        raise ParameterError(f"margin must be >= 0 mm, got {margin_mm}")
+    return tuple(int(math.ceil(v / s - 1e-9)) for v, s in zip(m, spacing_kji))
+
+
+def lesion_box(
+    mask: np.ndarray,
+    spacing_kji: Sequence[float],
+    margin_mm: float | Sequence[float],
+    divisor: int = 1,
+    min_size: Sequence[int] = (0, 0, 0),
+) -> CropBox:
+    """Return the box around ``mask``'s voxels grown by ``margin_mm`` (honouring anisotropic spacing)."""
+    idx = np.nonzero(mask)
+    if len(idx) != 3 or idx[0].size == 0:
+        raise InstanceError("instance mask is empty (no voxel inside the image)")
+    lo = np.array([i.min() for i in idx])
+    hi = np.array([i.max() + 1 for i in idx])
+    mv = np.array(margin_voxels(margin_mm, spacing_kji))
+    return box_around(lo - mv, hi + mv, mask.shape, divisor, min_size)
