@@ -136,3 +136,22 @@ def lesion_box(
     hi = np.array([i.max() + 1 for i in idx])
     mv = np.array(margin_voxels(margin_mm, spacing_kji))
     return box_around(lo - mv, hi + mv, mask.shape, divisor, min_size)
+
+
+def align_box(box: CropBox, divisor: int) -> CropBox:
+    """Return the smallest box holding ``box``'s image part whose start on every axis is a multiple of ``divisor``.
+
+    A strided U-Net is shift-equivariant only for shifts by its size divisor, so a crop evaluated in
+    place of the whole volume must start on that grid; the box is padded (at the end, as
+    :func:`full_box` does) only where the image ends before a multiple of ``divisor``.
+    """
+    if divisor < 1:
+        raise ParameterError(f"divisor must be >= 1, got {divisor}")
+    slices, pads = [], []
+    for s, n in zip(box.slices, box.full_shape):
+        a = (s.start // divisor) * divisor
+        b = min(int(n), int(math.ceil(s.stop / divisor) * divisor))
+        want = int(math.ceil((b - a) / divisor) * divisor)
+        slices.append(slice(a, b))
+        pads.append((0, want - (b - a)))
+    return CropBox(tuple(slices), tuple(pads), box.full_shape)

@@ -1,0 +1,37 @@
+"""Instance-level explainers of a lesion segmenter (science.md sections 2-3).
+
+``explain_instance`` / ``explain_instances`` run the selected methods for lesion instances and
+return :class:`Explanation` objects; ``Gradient``, ``SmoothGrad``, ``IntegratedGradients``,
+``GradCAM`` and ``GradCAMpp`` are Captum-style classes (``Method(model).attribute(inputs, target)``).
+"""
+
+from LesionXAILib.explain.api import explain_instance, explain_instances, instance_targets, iter_explanations
+from LesionXAILib.explain.attribution import GradCAM, GradCAMpp, Gradient, IntegratedGradients, SmoothGrad
+from LesionXAILib.explain.explanation import Explanation
+from LesionXAILib.explain.settings import (
+    AGGREGATIONS,
+    DEFAULT_ROI_MARGIN_MM,
+    METHODS,
+    ExplainSettings,
+)
+from LesionXAILib.explain.targets import InstanceTarget, instance_target, missed_lesion_targets
+
+__all__ = [
+    "AGGREGATIONS",
+    "DEFAULT_ROI_MARGIN_MM",
+    "METHODS",
+    "ExplainSettings",
+    "Explanation",
+    "GradCAM",
+    "GradCAMpp",
+    "Gradient",
+    "InstanceTarget",
+    "IntegratedGradients",
+    "SmoothGrad",
+    "explain_instance",
+    "explain_instances",
+    "instance_target",
+    "instance_targets",
+    "iter_explanations",
+    "missed_lesion_targets",
+]

@@ -1,0 +1,47 @@
+"""Where the network is evaluated for one instance: a grid-aligned lesion-centred crop, or the whole volume."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from LesionXAILib.roi import CropBox, align_box, full_box, lesion_box
+
+
+def explain_box(
+    mask: np.ndarray,
+    spacing_kji: Sequence[float],
+    margin_mm: float,
+    divisor: int,
+    full_volume: bool = False,
+) -> CropBox:
+    """Return the crop (or, with ``full_volume``, the whole grid) the network is evaluated on for ``mask``.
+
+    The crop is the lesion's bounding box grown by ``margin_mm`` on each side, then extended to start
+    on multiples of the network's size divisor (the only shifts a strided U-Net commutes with), so
+    inside the crop the network computes exactly what it computes on the whole volume, up to the
+    receptive field the margin cuts off.
+    """
+    if full_volume:
+        return full_box(mask.shape, divisor)
+    return align_box(lesion_box(mask, spacing_kji, margin_mm), divisor)
+
+
+def group_by_box(boxes: Sequence[CropBox]) -> list[tuple[CropBox, list[int]]]:
+    """Return (box, indices) for each distinct box, so instances with the same crop share forward passes.
+
+    Only identical boxes are merged: every instance keeps the crop it would get alone, so its maps do
+    not depend on which other instances are explained in the same call.
+    """
+    groups: dict[tuple, tuple[CropBox, list[int]]] = {}
+    for i, box in enumerate(boxes):
+        key = (tuple((s.start, s.stop) for s in box.slices), box.pad, box.full_shape)  # slices hash only on 3.12+
+        groups.setdefault(key, (box, []))[1].append(i)
+    return list(groups.values())
+
+
+def auto_batch_size(box: CropBox, budget_voxels: int = 1 << 21, limit: int = 32) -> int:
+    """Return how many network copies to run per pass on ``box`` to stay within ~``budget_voxels`` voxels."""
+    voxels = int(np.prod(box.shape))
+    return int(max(1, min(limit, budget_voxels // max(voxels, 1))))

@@ -1,0 +1,101 @@
+"""ExplainSettings: which explainers to run on which target, and how (noise, ROI margin, batching)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Optional
+
+from LesionXAILib.errors import ParameterError
+
+AGGREGATIONS = ("sum", "mean", "max")
+GRADIENT_METHODS = (
+    "gradient",
+    "smoothgrad",
+    "smoothgrad_squared",
+    "smoothgrad_abs",
+    "integrated_gradients",
+)
+CAM_METHODS = ("gradcam", "gradcampp")
+METHODS = GRADIENT_METHODS + CAM_METHODS
+
+# Chosen from benchmarks/explain_margin_fidelity.py (see docs/explain.md): the smallest margin whose
+# ROI SmoothGrad maps reach Pearson r >= 0.99 against full-volume maps on every measured lesion.
+DEFAULT_ROI_MARGIN_MM = 24.0
+# Perilesional ring of the statistics (science.md section 4), in mm from the lesion.
+DEFAULT_RING_MM = (1.0, 3.0)
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """Settings of one explanation run; every field has the anchor study's value or a measured default.
+
+    ``noise_level``: SmoothGrad sigma as a fraction of the (max - min) range of the normalised FLAIR
+    (``noise_per_channel=True``: of each channel's own range). ``roi_margin_mm``: margin around each
+    lesion of the crop the network is evaluated on; ``full_volume=True`` evaluates the whole volume
+    (the reference). ``batch_size=None`` picks the number of network copies per pass from the crop size.
+    """
+
+    methods: tuple[str, ...] = ("smoothgrad", "gradcampp")
+    aggregation: str = "sum"
+    samples: int = 16
+    noise_level: float = 0.05
+    noise_per_channel: bool = False
+    seed: int = 0
+    ig_steps: int = 32
+    roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM
+    full_volume: bool = False
+    cam_layer: Optional[str] = None
+    batch_size: Optional[int] = None
+    ring_mm: tuple[float, float] = DEFAULT_RING_MM
+
+    def __post_init__(self) -> None:
+        methods = (self.methods,) if isinstance(self.methods, str) else tuple(self.methods)
+        object.__setattr__(self, "methods", methods)
+        object.__setattr__(self, "ring_mm", tuple(float(v) for v in self.ring_mm))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ParameterError naming the first invalid field."""
+        if not self.methods:
+            raise ParameterError("no explanation method selected")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ParameterError(f"unknown explanation method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ParameterError(f"explanation methods listed twice: {list(self.methods)}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ParameterError(f"aggregation must be one of {AGGREGATIONS}, got '{self.aggregation}'")
+        if int(self.samples) < 1:
+            raise ParameterError(f"samples must be >= 1, got {self.samples}")
+        if not self.noise_level >= 0:
+            raise ParameterError(f"noise level must be >= 0, got {self.noise_level}")
+        if int(self.seed) < 0:
+            raise ParameterError(f"seed must be >= 0, got {self.seed}")
+        if int(self.ig_steps) < 1:
+            raise ParameterError(f"integrated-gradients steps must be >= 1, got {self.ig_steps}")
+        if not self.roi_margin_mm >= 0:
+            raise ParameterError(f"ROI margin must be >= 0 mm, got {self.roi_margin_mm}")
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
+        lo, hi = self.ring_mm if len(self.ring_mm) == 2 else (None, None)
+        if lo is None or not 0 <= lo <= hi:
+            raise ParameterError(f"ring must be (inner, outer) mm with 0 <= inner <= outer, got {self.ring_mm}")
+
+    @property
+    def gradient_methods(self) -> tuple[str, ...]:
+        """Return the selected methods that produce one map per input sequence."""
+        return tuple(m for m in self.methods if m in GRADIENT_METHODS)
+
+    @property
+    def cam_methods(self) -> tuple[str, ...]:
+        """Return the selected class-activation-map methods (one map per instance)."""
+        return tuple(m for m in self.methods if m in CAM_METHODS)
+
+    def replace(self, **changes: Any) -> "ExplainSettings":
+        """Return a copy with some fields changed (validated)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict."""
+        return json.loads(json.dumps(asdict(self)))
