@@ -39,11 +39,11 @@ class InstanceAttribution:
         self,
         inputs: np.ndarray | torch.Tensor,
         target: InstanceTarget | np.ndarray | torch.Tensor,
-        aggregation: str,
+        aggregation: Optional[str],
         spacing: Spacing,
         margin_mm: float,
         full_volume: bool,
-    ) -> tuple[np.ndarray, CropInputs]:
+    ) -> tuple[np.ndarray, InstanceTarget, CropInputs]:
         if isinstance(inputs, torch.Tensor):
             inputs = inputs.detach().cpu().numpy()
         arr = np.asarray(inputs)
@@ -54,7 +54,7 @@ class InstanceAttribution:
         spacing_ijk = spacing.spacing if isinstance(spacing, Geometry) else tuple(float(s) for s in spacing)
         box = explain_box(t.mask, spacing_ijk[::-1], margin_mm, self.model.size_divisor, full_volume)
         crop = crop_inputs(image, [t.mask], box, self.model.device, model_dtype(self.model))
-        return image, crop
+        return image, t, crop
 
 
 class Gradient(InstanceAttribution):
@@ -65,16 +65,19 @@ class Gradient(InstanceAttribution):
         inputs: np.ndarray | torch.Tensor,
         target: InstanceTarget | np.ndarray | torch.Tensor,
         *,
-        aggregation: str = "sum",
+        aggregation: Optional[str] = None,
         spacing: Spacing = (1.0, 1.0, 1.0),
         margin_mm: float = DEFAULT_ROI_MARGIN_MM,
         full_volume: bool = False,
         batch_size: Optional[int] = None,
     ) -> torch.Tensor:
-        """Return the (C, k, j, i) gradient; ``spacing`` is i,j,k mm (or a Geometry) for the ROI margin."""
-        _, crop = self._crop(inputs, target, aggregation, spacing, margin_mm, full_volume)
+        """Return the (C, k, j, i) gradient; ``spacing`` is i,j,k mm (or a Geometry) for the ROI margin.
+
+        ``aggregation`` (sum, mean, max) defaults to the InstanceTarget's, or 'sum' for a plain mask.
+        """
+        _, t, crop = self._crop(inputs, target, aggregation, spacing, margin_mm, full_volume)
         with explaining(self.model):
-            g = gradient_maps(self.model, crop, aggregation, batch_size or auto_batch_size(crop.box))
+            g = gradient_maps(self.model, crop, t.aggregation, batch_size or auto_batch_size(crop.box))
         return torch.from_numpy(crop.insert(g)[0])
 
 
@@ -92,7 +95,7 @@ class SmoothGrad(InstanceAttribution):
         sigma: Optional[Sequence[float]] = None,
         seed: int = 0,
         variant: str = "smoothgrad",
-        aggregation: str = "sum",
+        aggregation: Optional[str] = None,
         spacing: Spacing = (1.0, 1.0, 1.0),
         margin_mm: float = DEFAULT_ROI_MARGIN_MM,
         full_volume: bool = False,
@@ -102,13 +105,14 @@ class SmoothGrad(InstanceAttribution):
 
         ``variant`` is 'smoothgrad' (signed mean), 'smoothgrad_squared' or 'smoothgrad_abs'.
         """
-        image, crop = self._crop(inputs, target, aggregation, spacing, margin_mm, full_volume)
-        sig = noise_sigma(image, noise_level, noise_per_channel) if sigma is None else np.broadcast_to(
-            np.asarray(sigma, dtype=np.float64), (image.shape[0],)
-        )
+        image, t, crop = self._crop(inputs, target, aggregation, spacing, margin_mm, full_volume)
+        if sigma is None:
+            sig = noise_sigma(image, noise_level, noise_per_channel)
+        else:
+            sig = np.array(np.broadcast_to(np.asarray(sigma, dtype=np.float64), (image.shape[0],)))
         bs = batch_size or auto_batch_size(crop.box)
         with explaining(self.model):
-            maps = smoothgrad_maps(self.model, crop, sig, samples, seed, aggregation, (variant,), bs)
+            maps = smoothgrad_maps(self.model, crop, sig, samples, seed, t.aggregation, (variant,), bs)
         return torch.from_numpy(crop.insert(maps[variant])[0])
 
 
@@ -121,16 +125,16 @@ class IntegratedGradients(InstanceAttribution):
         target: InstanceTarget | np.ndarray | torch.Tensor,
         *,
         steps: int = 32,
-        aggregation: str = "sum",
+        aggregation: Optional[str] = None,
         spacing: Spacing = (1.0, 1.0, 1.0),
         margin_mm: float = DEFAULT_ROI_MARGIN_MM,
         full_volume: bool = False,
         batch_size: Optional[int] = None,
     ) -> torch.Tensor:
         """Return the (C, k, j, i) integrated-gradient map (midpoint rule, ``steps`` points)."""
-        _, crop = self._crop(inputs, target, aggregation, spacing, margin_mm, full_volume)
+        _, t, crop = self._crop(inputs, target, aggregation, spacing, margin_mm, full_volume)
         with explaining(self.model):
-            maps = integrated_gradient_maps(self.model, crop, steps, aggregation, batch_size or auto_batch_size(crop.box))
+            maps = integrated_gradient_maps(self.model, crop, steps, t.aggregation, batch_size or auto_batch_size(crop.box))
         return torch.from_numpy(crop.insert(maps)[0])
 
 
@@ -146,15 +150,15 @@ class _LayerCAM(InstanceAttribution):
         inputs: np.ndarray | torch.Tensor,
         target: InstanceTarget | np.ndarray | torch.Tensor,
         *,
-        aggregation: str = "sum",
+        aggregation: Optional[str] = None,
         spacing: Spacing = (1.0, 1.0, 1.0),
         margin_mm: float = DEFAULT_ROI_MARGIN_MM,
         full_volume: bool = False,
     ) -> torch.Tensor:
         """Return the (k, j, i) map on the input grid (ROI mode adds one gradient-free whole-volume pass)."""
-        image, crop = self._crop(inputs, target, aggregation, spacing, margin_mm, full_volume)
+        image, t, crop = self._crop(inputs, target, aggregation, spacing, margin_mm, full_volume)
         with explaining(self.model):
-            maps = cam_maps(self.model, crop, (self.method,), self.layer, aggregation, image=image)
+            maps = cam_maps(self.model, crop, (self.method,), self.layer, t.aggregation, image=image)
         return maps[self.method][0].detach().cpu()
 
 

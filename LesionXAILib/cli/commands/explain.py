@@ -1,0 +1,165 @@
+"""``lesionxai explain``: segment, then explain lesion instances (one NIfTI per instance x method x sequence)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+from LesionXAILib.cli.common import (
+    add_input_arguments,
+    add_model_arguments,
+    add_output_arguments,
+    add_segmentation_arguments,
+    load_model_from_args,
+    progress_for,
+    segmentation_settings_from_args,
+)
+from LesionXAILib.errors import ParameterError
+
+NAME = "explain"
+HELP = "explain lesion instances per input sequence (SmoothGrad, Grad-CAM++, ...); writes maps + explanations.json"
+log = logging.getLogger("LesionXAILib.cli")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this subcommand's options."""
+    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_ROI_MARGIN_MM, METHODS
+
+    add_input_arguments(parser)
+    add_output_arguments(parser)
+    add_model_arguments(parser)
+    add_segmentation_arguments(parser)
+    g = parser.add_argument_group("explanation")
+    g.add_argument("--instances", default="all", help="'all' (default) or comma-separated instance ids, e.g. 3,7")
+    g.add_argument(
+        "--methods", default="smoothgrad,gradcampp", help=f"comma-separated, from: {', '.join(METHODS)} (default smoothgrad,gradcampp)"
+    )
+    g.add_argument("--aggregation", choices=AGGREGATIONS, default="sum", help="instance target (default sum, as the anchor)")
+    g.add_argument("--samples", type=int, default=16, help="SmoothGrad noise samples (default 16; the anchor used 50)")
+    g.add_argument("--noise-level", type=float, default=0.05, help="SmoothGrad sigma as a fraction of the normalised FLAIR range (default 0.05)")
+    g.add_argument("--noise-per-channel", action="store_true", help="scale sigma by each channel's own range")
+    g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    g.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients path steps (default 32)")
+    g.add_argument("--margin-mm", type=float, default=DEFAULT_ROI_MARGIN_MM, help=f"crop margin around each lesion in mm (default {DEFAULT_ROI_MARGIN_MM:g}, measured)")
+    g.add_argument("--full-volume", action="store_true", help="evaluate the whole volume per instance (slow reference)")
+    g.add_argument("--cam-layer", default=None, help="module name of the CAM layer (default: model.1.submodule.2 for MONAI UNets)")
+    g.add_argument("--batch-size", type=int, default=None, help="network copies per pass (default: from the crop size)")
+    g.add_argument("--ring-mm", type=float, nargs=2, default=(1.0, 3.0), metavar=("INNER", "OUTER"), help="perilesional ring for the statistics (default 1 3)")
+
+
+def parse_instances(text: str) -> Optional[list[int]]:
+    """Return None for 'all', else the list of ids in a comma-separated string (ParameterError if malformed)."""
+    text = text.strip()
+    if text.lower() == "all":
+        return None
+    ids = []
+    for token in text.split(","):
+        token = token.strip()
+        if not token.isdigit():
+            raise ParameterError(f"--instances: '{token}' is not an instance id (use 'all' or e.g. 3,7)")
+        ids.append(int(token))
+    if not ids:
+        raise ParameterError("--instances: no instance id given")
+    return ids
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Return the ExplainSettings described by the explanation options."""
+    from LesionXAILib.explain import ExplainSettings
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    return ExplainSettings(
+        methods=methods,
+        aggregation=args.aggregation,
+        samples=args.samples,
+        noise_level=args.noise_level,
+        noise_per_channel=args.noise_per_channel,
+        seed=args.seed,
+        ig_steps=args.ig_steps,
+        roi_margin_mm=args.margin_mm,
+        full_volume=args.full_volume,
+        cam_layer=args.cam_layer,
+        batch_size=args.batch_size,
+        ring_mm=tuple(args.ring_mm),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment one subject, explain the chosen instances, write maps and statistics; return the exit code."""
+    from tqdm import tqdm
+
+    from LesionXAILib.explain.api import instance_targets, iter_explanations
+    from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
+    from LesionXAILib.segmentation import segment
+
+    settings = settings_from_args(args)
+    ids = parse_instances(args.instances)
+    pair = load_pair(args.flair, args.t1)
+    gt = read_label_image(args.gt, pair.geometry) if args.gt else None
+    inputs = [args.flair, args.t1, args.gt]
+    out = check_output_dir(args.out, inputs, args.allow_input_dir)
+    model = load_model_from_args(args)
+    callback, close = progress_for(args, "segment")
+    try:
+        result = segment(pair, model, segmentation_settings_from_args(args), gt, progress=callback)
+    finally:
+        close()
+    result.write(out, protected=inputs)
+    targets = instance_targets(result.instances, ids, settings.aggregation)
+    log.info("%d instances found; explaining %d with %s", len(result.instances.instances), len(targets), ", ".join(settings.methods))
+    rows = []
+    bar = tqdm(total=len(targets), desc="explain", unit="lesion", disable=bool(getattr(args, "quiet", False)), dynamic_ncols=True)
+
+    def step(fraction: float, message: str) -> None:
+        bar.set_postfix_str(message, refresh=False)
+
+    try:
+        for explanation in iter_explanations(model, result.normalized, targets, result.geometry, settings, step):
+            explanation.write(out / f"instance_{explanation.instance_id}", result.geometry, inputs)
+            rows.append(explanation.to_dict())
+            bar.update(1)
+    finally:
+        bar.close()
+    rows.sort(key=lambda r: r["instance_id"])
+    write_explanations(out, rows, settings, result)
+    seconds = sum(r["seconds"] for r in rows)
+    log.info("explained %d instances in %.1f s -> %s", len(rows), seconds, out / "explanations.json")
+    return 0
+
+
+def write_explanations(out: Path, rows: list[dict], settings, result) -> dict[str, Path]:
+    """Write explanations.json (settings + one entry per instance) and explanations.csv (one row per map)."""
+    doc = {
+        "lesionxai_version": __import__("LesionXAILib").__version__,
+        "settings": settings.to_dict(),
+        "model": result.model_info,
+        "geometry": result.geometry.to_dict(),
+        "instances": rows,
+    }
+    json_path = out / "explanations.json"
+    tmp = json_path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(doc, indent=2, allow_nan=True))
+    os.replace(tmp, json_path)
+    csv_path = out / "explanations.csv"
+    table = []
+    for r in rows:
+        shares = r["statistics"].get("flair_share", {})
+        for key in r["maps"]:
+            method = key if key in ("gradcam", "gradcampp") else key.rsplit("_", 1)[0]
+            table.append({"id": r["instance_id"], "status": r["status"], "voxels": r["voxels"], "map": key,
+                          "flair_share": shares.get(method, ""), **r["statistics"][key]})  # fmt: skip
+    tmp = csv_path.with_suffix(".csv.partial")
+    with open(tmp, "w", newline="") as fh:
+        if table:
+            writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows(table)
+        else:
+            fh.write("id,status,voxels,map,flair_share\n")
+    os.replace(tmp, csv_path)
+    return {"json": json_path, "csv": csv_path}

@@ -1,0 +1,146 @@
+"""explain_instance(s): statistics, regions in mm, FN targets, progress/cancel, bad input, JSON and files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from explain_fixtures import box_mask, synthetic_image, tiny_unet, unit_geometry
+from LesionXAILib.errors import Cancelled, InputImageError, InstanceError, ParameterError
+from LesionXAILib.explain import (
+    ExplainSettings,
+    explain_instance,
+    explain_instances,
+    missed_lesion_targets,
+)
+from LesionXAILib.explain.statistics import lesion_regions, map_statistics
+from LesionXAILib.image_io import InputPair
+from LesionXAILib.instances import extract_instances
+from LesionXAILib.progress import CancelToken
+from LesionXAILib.segmentation import SegmentationResult, SegmentationSettings
+
+SHAPE = (24, 24, 24)
+
+
+def test_ring_uses_physical_distance_with_anisotropic_spacing():
+    shape = (12, 20, 20)
+    mask = box_mask(shape, (5, 9, 9), (7, 11, 12))
+    spacing_kji = (3.0, 1.0, 0.5)
+    regions = lesion_regions(mask, spacing_kji, (1.0, 3.0))
+    pts = np.argwhere(mask) * spacing_kji
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1) * spacing_kji
+    dist = np.sqrt(((grid[..., None, :] - pts) ** 2).sum(-1)).min(-1)
+    np.testing.assert_array_equal(regions.ring, (dist >= 1.0) & (dist <= 3.0) & ~mask)
+    np.testing.assert_array_equal(regions.outside, dist > 3.0)
+    assert not (regions.ring & regions.inside).any()
+    assert regions.ring[6, 10, 13] and regions.ring[4, 10, 10] and not regions.ring[3, 10, 10]  # 3 mm slices
+
+
+def test_map_statistics_match_direct_computation():
+    rng = np.random.default_rng(0)
+    mask = box_mask(SHAPE, (10, 10, 10), (13, 12, 14))
+    regions = lesion_regions(mask, (1.0, 1.0, 1.0))
+    a = rng.standard_normal(SHAPE).astype(np.float32)
+    s = map_statistics(a, regions)
+    assert s["inside_sum"] == pytest.approx(float(a[mask].astype(np.float64).sum()))
+    assert s["inside_peak"] == pytest.approx(float(a[mask].max()))
+    assert s["ring_trough"] == pytest.approx(float(a[regions.ring].min()))
+    assert s["outside_abs_sum"] == pytest.approx(float(np.abs(a[regions.outside]).astype(np.float64).sum()), rel=1e-6)
+    assert s["inside_voxels"] == mask.sum() and s["ring_voxels"] == regions.ring.sum()
+
+
+def _result(model, image, prob, gt=None):
+    geo = unit_geometry(image.shape[1:])
+    inst = extract_instances(prob, geo, 0.5, 1, 26, gt)
+    pair = InputPair(image[0].astype(np.float32), image[1].astype(np.float32), geo)
+    return SegmentationResult(pair, image, prob, inst, 0.5, SegmentationSettings(), model.describe())
+
+
+def _segmentation_with_fn():
+    model = tiny_unet(seed=1)
+    image = synthetic_image(SHAPE, seed=2)
+    prob = np.zeros(SHAPE, np.float32)
+    prob[4:7, 4:7, 4:7] = 0.9  # instance 1 (TP)
+    prob[15:17, 16:19, 15:17] = 0.8  # instance 2 (FP)
+    gt = box_mask(SHAPE, (5, 5, 5), (7, 7, 7)) | box_mask(SHAPE, (10, 3, 14), (12, 5, 16))  # second one missed
+    return model, image, _result(model, image, prob, gt)
+
+
+def test_explain_instances_covers_tp_fp_fn_with_statistics():
+    model, image, result = _segmentation_with_fn()
+    assert [r.status for r in result.instances.instances] == ["TP", "FP", "FN"]
+    settings = ExplainSettings(methods=("gradient", "smoothgrad", "gradcampp"), samples=2, roi_margin_mm=6)
+    out = explain_instances(model, result, None, settings)
+    assert list(out) == [1, 2, 3]
+    fn = out[3]
+    assert fn.status == "FN" and fn.voxels == 8
+    assert set(fn.maps) == {"gradient_flair", "gradient_mprage", "smoothgrad_flair", "smoothgrad_mprage", "gradcampp"}
+    for arr in fn.maps.values():
+        assert arr.shape == SHAPE and arr.dtype == np.float32
+    assert set(fn.statistics["flair_share"]) == {"gradient", "smoothgrad"}
+    g = fn.maps["gradient_flair"]
+    assert fn.statistics["gradient_flair"]["inside_sum"] == pytest.approx(float(g[result.instances.mask(3)].sum()), rel=1e-5)
+    share = np.abs(g).sum() / (np.abs(g).sum() + np.abs(fn.maps["gradient_mprage"]).sum())
+    assert fn.statistics["flair_share"]["gradient"] == pytest.approx(share, rel=1e-5)
+    json.dumps(fn.to_dict(), allow_nan=True)  # serialisable
+    # the same instance explained alone with its mask gives the same maps
+    single = explain_instance(model, result.normalized, result.instances.mask(3), result.geometry, settings)
+    np.testing.assert_allclose(single.maps["smoothgrad_flair"], fn.maps["smoothgrad_flair"], rtol=1e-6, atol=1e-9)
+
+
+def test_missed_lesion_targets_are_the_undetected_ground_truth_lesions():
+    pred = box_mask(SHAPE, (4, 4, 4), (7, 7, 7))
+    gt = box_mask(SHAPE, (5, 5, 5), (7, 7, 7)) | box_mask(SHAPE, (10, 3, 14), (12, 5, 16))
+    targets = missed_lesion_targets(pred, gt, "max")
+    assert len(targets) == 1 and targets[0].status == "FN" and targets[0].aggregation == "max"
+    np.testing.assert_array_equal(targets[0].mask, box_mask(SHAPE, (10, 3, 14), (12, 5, 16)))
+
+
+def test_explanation_writes_maps_with_the_input_geometry(tmp_path):
+    model, image, result = _segmentation_with_fn()
+    geo = unit_geometry(SHAPE, spacing=(0.9, 1.1, 1.3))
+    mask = result.instances.mask(1)
+    e = explain_instance(model, image, mask, geo, ExplainSettings(methods=("gradient",)), instance_id=1)
+    paths = e.write(tmp_path / "instance_1", geo)
+    img = sitk.ReadImage(str(paths["gradient_flair"]))
+    assert img.GetSpacing() == pytest.approx((0.9, 1.1, 1.3))
+    np.testing.assert_allclose(sitk.GetArrayFromImage(img), e.maps["gradient_flair"])
+
+
+def test_progress_is_reported_and_cancel_stops():
+    model, image, result = _segmentation_with_fn()
+    seen = []
+    settings = ExplainSettings(methods=("smoothgrad",), samples=2, roi_margin_mm=4)
+    explain_instances(model, result, [1, 2], settings, progress=lambda f, m: seen.append(f))
+    assert seen and seen[-1] == pytest.approx(1.0) and all(b >= a - 1e-12 for a, b in zip(seen, seen[1:]))
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        explain_instances(model, result, [1], settings, cancel=token)
+
+
+def test_bad_input_gives_clear_errors():
+    model, image, result = _segmentation_with_fn()
+    geo = result.geometry
+    s = ExplainSettings(methods=("gradient",))
+    with pytest.raises(InstanceError, match=r"lesion instance 7 does not exist \(valid ids: 1, 2, 3\)"):
+        explain_instances(model, result, [1, 7], s)
+    with pytest.raises(InstanceError, match="does not match the image"):
+        explain_instance(model, image, np.ones((30, 24, 24), bool), geo, s)
+    with pytest.raises(InstanceError, match="mask is empty"):
+        explain_instance(model, image, np.zeros(SHAPE, bool), geo, s)
+    with pytest.raises(ParameterError, match="CAM layer 'model.7' does not exist"):
+        explain_instances(model, result, [1], ExplainSettings(methods=("gradcam",), cam_layer="model.7"))
+    with pytest.raises(InputImageError, match="normalised image must be"):
+        explain_instance(model, image[:1], result.instances.mask(1), geo, s)
+    with pytest.raises(ParameterError, match="unknown explanation method"):
+        ExplainSettings(methods=("lime",))
+    with pytest.raises(ParameterError, match="aggregation"):
+        ExplainSettings(aggregation="median")
+    with pytest.raises(ParameterError, match="samples"):
+        ExplainSettings(samples=0)
+    with pytest.raises(ParameterError, match="LesionModel"):
+        explain_instance(model.network, image, result.instances.mask(1), geo, s)
