@@ -59,6 +59,7 @@ def test_lesionxai_checkpoint_is_self_describing(tmp_path):
     assert _same_weights(loaded.network, model.network)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_model(tmp_path):
     model = tiny_model()
     scripted = torch.jit.trace(model.network, torch.randn(1, 2, 16, 16, 16))
