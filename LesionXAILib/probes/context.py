@@ -6,7 +6,7 @@ lesion's detection, mean probability and Dice are recorded (detection rule: ``pr
 The unmasked image is evaluated too ("full context", r = infinity).
 
 Speed: everything runs on one lesion-centred crop, all radii stacked along the batch dimension
-(in chunks that bound memory). The crop reaches ``max radius + receptive_margin_mm`` beyond the
+(in chunks that bound memory). The crop starts on the network's stride grid (``probes.cropping``). The crop reaches ``max radius + receptive_margin_mm`` beyond the
 lesion's bounding box: the largest ball must fit inside it, and the network's output on and around the
 lesion must not feel the crop's border (convolution zero padding of intermediate features), which is
 what the receptive-field margin buys. Beyond the largest ball every radius sees only fill, so a larger
@@ -31,7 +31,8 @@ from LesionXAILib.probes.detection import ProbePoint, score_prediction
 from LesionXAILib.probes.fill import check_fill, fill_field
 from LesionXAILib.probes.structuring import distance_from_mask_mm, within_radius
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
-from LesionXAILib.roi import CropBox, lesion_box
+from LesionXAILib.probes.cropping import aligned_lesion_box
+from LesionXAILib.roi import CropBox
 
 DEFAULT_MAX_RADIUS_MM = 15
 # How far beyond the lesion (and beyond the largest ball) the crop reaches so that the network's
@@ -116,8 +117,8 @@ class ContextSettings:
 def probe_box(
     instance_mask: np.ndarray, spacing_kji: Sequence[float], settings: ContextSettings, divisor: int = 1
 ) -> CropBox:
-    """Return the lesion-centred crop the probe evaluates: bbox + max radius + receptive margin (mm)."""
-    return lesion_box(instance_mask, spacing_kji, settings.max_radius_mm + settings.receptive_margin_mm, divisor)
+    """Return the lesion-centred, stride-aligned crop the probe evaluates: bbox + max radius + receptive margin (mm)."""
+    return aligned_lesion_box(instance_mask, spacing_kji, settings.max_radius_mm + settings.receptive_margin_mm, divisor)
 
 
 def _auto_batch(settings: ContextSettings, crop_shape: Sequence[int], n_points: int) -> int:

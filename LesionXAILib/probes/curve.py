@@ -115,7 +115,7 @@ class ContextCurve:
             raise ParameterError("this context curve carries no distance map (it was loaded without one)")
         if geometry is not None and tuple(geometry.shape) != tuple(self.box.full_shape):
             raise ParameterError(
-                f"geometry shape {geometry.shape} (k,j,i) is not the probed image's {self.box.full_shape}"
+                f"geometry shape {geometry.shape} (k,j,i) is not the probed image grid {self.box.full_shape}"
             )
         return self.box.insert(shell_labels(self.distance_mm, self.radii_mm), fill=0).astype(np.int16)
 
