@@ -72,6 +72,20 @@ def validate_image(image: sitk.Image, role: str = "image", source: str = "") -> 
     return image
 
 
+def _nifti_non_finite_count(path: Path) -> int:
+    """Return how many NaN/inf voxels a NIfTI file stores (ITK's NIfTI reader silently turns NaN into 0)."""
+    import nibabel
+
+    try:
+        img = nibabel.load(str(path))
+    except Exception:  # unreadable by nibabel: SimpleITK already read it, keep its verdict
+        return 0
+    if not np.issubdtype(img.get_data_dtype(), np.floating):
+        return 0
+    data = np.asanyarray(img.dataobj)
+    return int(data.size - np.count_nonzero(np.isfinite(data)))
+
+
 def read_image(path: str | os.PathLike, role: str = "image") -> sitk.Image:
     """Return the validated float32 3D image stored at ``path`` (NIfTI, NRRD or MetaImage)."""
     p = check_image_path(path, role)
@@ -81,6 +95,10 @@ def read_image(path: str | os.PathLike, role: str = "image") -> sitk.Image:
         first = str(exc).strip().splitlines()
         detail = next((line for line in first if "Exception" not in line and line.strip()), "unreadable")
         raise InputImageError(f"{role} '{p}': cannot be read ({detail.strip()})") from None
+    if _suffix(p) in (".nii", ".nii.gz"):
+        bad = _nifti_non_finite_count(p)
+        if bad:
+            raise InputImageError(f"{role} '{p}': contains {bad} NaN or infinite voxels")
     return validate_image(image, role, str(p))
 
 
