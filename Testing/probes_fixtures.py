@@ -83,3 +83,46 @@ def cube_mask(shape_kji, centre_kji, half: int = 0) -> np.ndarray:
     k, j, i = centre_kji
     m[k - half : k + half + 1, j - half : j + half + 1, i - half : i + half + 1] = True
     return m
+
+
+def write_detector_model(directory, h: int = 2, threshold: float = 0.5):
+    """Write the detector as TorchScript plus its JSON config into ``directory``; return (model path, config path)."""
+    import json
+    from pathlib import Path
+
+    directory = Path(directory)
+    model_path = directory / "detector.pt"
+    torch.jit.script(ContextDetector(h)).save(str(model_path))
+    config_path = directory / "detector.json"
+    config_path.write_text(json.dumps(detector_config(threshold).to_dict()))
+    return model_path, config_path
+
+
+def write_subject(directory, shape=(24, 28, 40), spacing=(1.0, 1.0, 1.0), lesions=(((12, 14, 10), 1), ((12, 14, 28), 0))):
+    """Write flair/t1 NIfTIs of a box-shaped brain with cube lesions; z-scoring maps MPRAGE to +-1 in the brain.
+
+    Returns (flair path, t1 path, lesion mask).
+    """
+    import SimpleITK as sitk
+    from pathlib import Path
+
+    directory = Path(directory)
+    brain = np.zeros(shape, dtype=bool)
+    brain[2:-2, 2:-2, 2:-2] = True
+    mask = np.zeros(shape, dtype=bool)
+    for centre, half in lesions:
+        mask |= cube_mask(shape, centre, half)
+    flair = np.where(brain, 100.0, 0.0).astype(np.float32)
+    flair[mask] = 400.0
+    t1 = np.zeros(shape, dtype=np.float32)
+    slab = (np.indices(shape)[2] % 2).astype(bool)  # alternating 100 / 300 columns: mean 200, std 100
+    t1[brain & slab] = 300.0
+    t1[brain & ~slab] = 100.0
+    paths = []
+    for name, arr in (("flair", flair), ("t1", t1)):
+        img = sitk.GetImageFromArray(arr)
+        img.SetSpacing(tuple(float(s) for s in spacing))
+        p = directory / f"{name}.nii.gz"
+        sitk.WriteImage(img, str(p))
+        paths.append(p)
+    return paths[0], paths[1], mask
