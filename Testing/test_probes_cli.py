@@ -94,3 +94,16 @@ def test_parse_instances():
         parse_instances("0")
     with pytest.raises(ParameterError):
         parse_instances(",")
+
+
+def test_probe_without_lesions_writes_an_empty_summary(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    model, config = write_detector_model(inputs, h=1)
+    flair, t1, _ = write_subject(inputs, lesions=())
+    s = {"flair": flair, "t1": t1, "model": model, "config": config}
+    out = tmp_path / "out"
+    assert main(probe_args(s, out)) == 0
+    assert list(csv.DictReader(open(out / "context_probe.csv"))) == []
+    summary = json.loads((out / "context_probe.json").read_text())
+    assert summary["instances"] == [] and summary["distribution"]["context_needed_mm"] == []

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from LesionXAILib.probes.structuring import distance_from_mask_mm, within_radius
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
 from LesionXAILib.probes.cropping import aligned_lesion_box
 from LesionXAILib.roi import CropBox
+
+if TYPE_CHECKING:
+    from LesionXAILib.segmentation import SegmentationResult
 
 DEFAULT_MAX_RADIUS_MM = 15
 # How far beyond the lesion the crop reaches (at least) so that the network's output on the lesion
@@ -236,7 +239,7 @@ def context_probe(
 
 def context_probe_instances(
     model: LesionModel,
-    result: "SegmentationResult",  # noqa: F821 - LesionXAILib.segmentation, imported lazily
+    result: "SegmentationResult",
     ids: Optional[Sequence[int]] = None,
     settings: ContextSettings = ContextSettings(),
     progress: Optional[ProgressCallback | ProgressReporter] = None,
