@@ -1,0 +1,200 @@
+"""``lesionxai probe``: perilesional-context probe of every (or selected) lesion instance of one subject."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+from typing import Optional
+
+from LesionXAILib.cli.common import (
+    add_input_arguments,
+    add_model_arguments,
+    add_output_arguments,
+    add_segmentation_arguments,
+    load_model_from_args,
+    progress_for,
+    segmentation_settings_from_args,
+)
+from LesionXAILib.errors import ParameterError
+
+NAME = "probe"
+HELP = "perilesional-context probe: how many mm of tissue around each lesion the model needs to segment it"
+log = logging.getLogger("LesionXAILib.cli")
+
+SUMMARY_COLUMNS = [
+    "id", "instance_status", "voxels", "volume_mm3", "context_status", "context_needed_mm",
+    "context_needed_beyond_max_radius", "full_context_detected", "full_context_mean_probability",
+    "full_context_dice", "r0_mean_probability", "seconds",
+]  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this subcommand's options."""
+    add_input_arguments(parser)
+    add_output_arguments(parser)
+    add_probe_arguments(parser)
+    add_model_arguments(parser)
+    add_segmentation_arguments(parser)
+
+
+def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the context-probe options (instances, radii, fill)."""
+    g = parser.add_argument_group("context probe")
+    g.add_argument("--instances", default="all", help="'all' (default) or instance ids, e.g. 3,7")
+    g.add_argument("--max-radius", type=float, default=15.0, help="largest kept radius in mm (default 15)")
+    g.add_argument("--radius-step", type=float, default=1.0, help="radius step in mm (default 1)")
+    g.add_argument("--radii", type=float, nargs="+", default=None, metavar="MM", help="explicit radii in mm (overrides --max-radius/--radius-step)")
+    g.add_argument("--fill", choices=("background", "zero", "mean", "noise"), default="background",
+                   help="value outside the kept region (default: normalised background)")  # fmt: skip
+    g.add_argument("--seed", type=int, default=0, help="seed of the noise fill")
+    g.add_argument("--receptive-margin", type=float, default=None, metavar="MM",
+                   help="least crop margin around the lesion for the network's receptive field (default 16)")  # fmt: skip
+    g.add_argument("--batch-size", type=int, default=None, help="radii per network call (default: automatic)")
+
+
+def parse_instances(text: str) -> Optional[list[int]]:
+    """Return None for 'all', else the list of instance ids in ``text`` ('3,7')."""
+    text = (text or "").strip()
+    if text.lower() == "all":
+        return None
+    ids = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise ParameterError(f"--instances: '{part}' is not an instance id (give 'all' or ids like 3,7)") from None
+        if value < 1:
+            raise ParameterError(f"--instances: instance ids start at 1, got {value}")
+        ids.append(value)
+    if not ids:
+        raise ParameterError("--instances: no instance id given (use 'all' or ids like 3,7)")
+    return list(dict.fromkeys(ids))
+
+
+def context_settings_from_args(args: argparse.Namespace):
+    """Return the ContextSettings selected by the probe options."""
+    from LesionXAILib.probes import ContextSettings, default_radii
+    from LesionXAILib.probes.context import DEFAULT_RECEPTIVE_MARGIN_MM
+
+    radii = tuple(args.radii) if args.radii else default_radii(args.max_radius, args.radius_step)
+    return ContextSettings(
+        radii_mm=radii,
+        fill=args.fill,
+        threshold=args.threshold,
+        seed=args.seed,
+        receptive_margin_mm=DEFAULT_RECEPTIVE_MARGIN_MM if args.receptive_margin is None else args.receptive_margin,
+        batch_size=args.batch_size,
+    )
+
+
+def write_instance_outputs(curve, out_dir: Path, geometry, protected) -> dict[str, Path]:
+    """Write one instance's curve (CSV, JSON, PNG) and shells volume into ``out_dir``; return the paths."""
+    from LesionXAILib.image_io import write_volume
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "csv": curve.write_csv(out_dir / "context_curve.csv"),
+        "json": curve.write_json(out_dir / "context_curve.json"),
+        "png": curve.plot(out_dir / "context_curve.png"),
+        "shells": write_volume(curve.shells(geometry), geometry, out_dir / "context_shells.nii.gz", protected),
+    }
+
+
+def summary_row(curve, instance) -> dict:
+    """Return the summary CSV row of one probed instance."""
+    d = curve.to_dict()
+    return {
+        "id": instance.id,
+        "instance_status": instance.status,
+        "voxels": instance.voxels,
+        "volume_mm3": round(instance.volume_mm3, 3),
+        "context_status": curve.status,
+        "context_needed_mm": "" if d["context_needed_mm"] is None else d["context_needed_mm"],
+        "context_needed_beyond_max_radius": int(d["context_needed_beyond_max_radius"]),
+        "full_context_detected": int(curve.full_context.detected),
+        "full_context_mean_probability": round(curve.full_context.mean_probability, 6),
+        "full_context_dice": round(curve.full_context.dice, 6),
+        "r0_mean_probability": round(float(curve.mean_probability[0]), 6),
+        "seconds": round(curve.seconds, 3),
+    }
+
+
+def distribution(curves) -> dict:
+    """Return counts per status and the finite context-needed values (sorted) with their median."""
+    finite = sorted(c.context_needed_mm for c in curves if c.context_needed_mm is not None and math.isfinite(c.context_needed_mm))
+    statuses = {}
+    for c in curves:
+        statuses[c.status] = statuses.get(c.status, 0) + 1
+    beyond = sum(1 for c in curves if c.context_needed_mm is not None and math.isinf(c.context_needed_mm))
+    median = None
+    if finite:
+        mid = len(finite) // 2
+        median = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2
+    return {"statuses": statuses, "beyond_max_radius": beyond, "context_needed_mm": finite, "median_context_needed_mm": median}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment one subject, probe the selected instances and write curves, shells and a summary; return the exit code."""
+    from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
+    from LesionXAILib.probes import context_probe_instances
+    from LesionXAILib.probes.files import write_csv, write_json
+    from LesionXAILib.segmentation import segment
+
+    ids = parse_instances(args.instances)
+    settings = context_settings_from_args(args)
+    pair = load_pair(args.flair, args.t1)
+    gt = read_label_image(args.gt, pair.geometry) if args.gt else None
+    protected = [args.flair, args.t1, args.gt]
+    out = check_output_dir(args.out, protected, args.allow_input_dir)
+    model = load_model_from_args(args)
+    callback, close = progress_for(args, "segment")
+    try:
+        result = segment(pair, model, segmentation_settings_from_args(args), gt, progress=callback)
+    finally:
+        close()
+    result.write(out, protected=protected)
+    instances = result.instances
+    chosen = instances.ids if ids is None else ids
+    for i in chosen:  # unknown ids fail before any probing
+        instances.get(i)
+    callback, close = progress_for(args, "probe")
+    curves = {}
+    rows = []
+    try:
+        for n, i in enumerate(chosen):
+            def report(fraction: float, message: str, n: int = n, i: int = i) -> None:
+                callback((n + fraction) / len(chosen), f"instance {i}: {message}")
+
+            curve = context_probe_instances(model, result, [i], settings, progress=report)[i]
+            write_instance_outputs(curve, out / f"instance_{i}", result.geometry, protected)
+            curves[i] = curve
+            rows.append(summary_row(curve, instances.get(i)))
+    finally:
+        close()
+    dist = distribution(list(curves.values()))
+    write_csv(out / "context_probe.csv", SUMMARY_COLUMNS, rows)
+    write_json(
+        out / "context_probe.json",
+        {
+            "settings": settings.to_dict(),
+            "threshold": result.threshold,
+            "min_size_voxels": instances.min_size_voxels,
+            "distribution": dist,
+            "instances": [{**curves[i].to_dict(), "instance_status": instances.get(i).status} for i in chosen],
+        },
+    )
+    finite = dist["context_needed_mm"]
+    log.info(
+        "probed %d of %d instances: %s; context needed (mm) %s -> %s",
+        len(chosen),
+        len(instances.instances),
+        ", ".join(f"{k} {v}" for k, v in sorted(dist["statuses"].items())) or "none",
+        f"median {dist['median_context_needed_mm']:g}, range {finite[0]:g}-{finite[-1]:g}" if finite else "n/a",
+        out,
+    )
+    return 0
