@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
-from pathlib import Path
 from typing import Optional
 
 from LesionXAILib.cli.common import (
@@ -23,11 +21,6 @@ NAME = "probe"
 HELP = "perilesional-context probe: how many mm of tissue around each lesion the model needs to segment it"
 log = logging.getLogger("LesionXAILib.cli")
 
-SUMMARY_COLUMNS = [
-    "id", "instance_status", "voxels", "volume_mm3", "context_status", "context_needed_mm",
-    "context_needed_beyond_max_radius", "full_context_detected", "full_context_mean_probability",
-    "full_context_dice", "r0_mean_probability", "seconds",
-]  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,57 +85,11 @@ def context_settings_from_args(args: argparse.Namespace):
     )
 
 
-def write_instance_outputs(curve, out_dir: Path, geometry, protected) -> dict[str, Path]:
-    """Write one instance's curve (CSV, JSON, PNG) and shells volume into ``out_dir``; return the paths."""
-    from LesionXAILib.image_io import write_volume
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        "csv": curve.write_csv(out_dir / "context_curve.csv"),
-        "json": curve.write_json(out_dir / "context_curve.json"),
-        "png": curve.plot(out_dir / "context_curve.png"),
-        "shells": write_volume(curve.shells(geometry), geometry, out_dir / "context_shells.nii.gz", protected),
-    }
-
-
-def summary_row(curve, instance) -> dict:
-    """Return the summary CSV row of one probed instance."""
-    d = curve.to_dict()
-    return {
-        "id": instance.id,
-        "instance_status": instance.status,
-        "voxels": instance.voxels,
-        "volume_mm3": round(instance.volume_mm3, 3),
-        "context_status": curve.status,
-        "context_needed_mm": "" if d["context_needed_mm"] is None else d["context_needed_mm"],
-        "context_needed_beyond_max_radius": int(d["context_needed_beyond_max_radius"]),
-        "full_context_detected": int(curve.full_context.detected),
-        "full_context_mean_probability": round(curve.full_context.mean_probability, 6),
-        "full_context_dice": round(curve.full_context.dice, 6),
-        "r0_mean_probability": round(float(curve.mean_probability[0]), 6),
-        "seconds": round(curve.seconds, 3),
-    }
-
-
-def distribution(curves) -> dict:
-    """Return counts per status and the finite context-needed values (sorted) with their median."""
-    finite = sorted(c.context_needed_mm for c in curves if c.context_needed_mm is not None and math.isfinite(c.context_needed_mm))
-    statuses = {}
-    for c in curves:
-        statuses[c.status] = statuses.get(c.status, 0) + 1
-    beyond = sum(1 for c in curves if c.context_needed_mm is not None and math.isinf(c.context_needed_mm))
-    median = None
-    if finite:
-        mid = len(finite) // 2
-        median = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2
-    return {"statuses": statuses, "beyond_max_radius": beyond, "context_needed_mm": finite, "median_context_needed_mm": median}
-
-
 def run(args: argparse.Namespace) -> int:
     """Segment one subject, probe the selected instances and write curves, shells and a summary; return the exit code."""
     from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
     from LesionXAILib.probes import context_probe_instances
-    from LesionXAILib.probes.files import write_csv, write_json
+    from LesionXAILib.probes.output import write_instance_outputs, write_probe_summary
     from LesionXAILib.segmentation import segment
 
     ids = parse_instances(args.instances)
@@ -164,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
         instances.get(i)
     callback, close = progress_for(args, "probe")
     curves = {}
-    rows = []
     try:
         for n, i in enumerate(chosen):
             def report(fraction: float, message: str, n: int = n, i: int = i) -> None:
@@ -173,21 +119,9 @@ def run(args: argparse.Namespace) -> int:
             curve = context_probe_instances(model, result, [i], settings, progress=report)[i]
             write_instance_outputs(curve, out / f"instance_{i}", result.geometry, protected)
             curves[i] = curve
-            rows.append(summary_row(curve, instances.get(i)))
     finally:
         close()
-    dist = distribution(list(curves.values()))
-    write_csv(out / "context_probe.csv", SUMMARY_COLUMNS, rows)
-    write_json(
-        out / "context_probe.json",
-        {
-            "settings": settings.to_dict(),
-            "threshold": result.threshold,
-            "min_size_voxels": instances.min_size_voxels,
-            "distribution": dist,
-            "instances": [{**curves[i].to_dict(), "instance_status": instances.get(i).status} for i in chosen],
-        },
-    )
+    dist = write_probe_summary(out, curves, instances, settings, result.threshold)
     finite = dist["context_needed_mm"]
     log.info(
         "probed %d of %d instances: %s; context needed (mm) %s -> %s",
