@@ -111,6 +111,18 @@ PRESETS: dict[str, ModelConfig] = {
         lesion_index=1,
         threshold=0.4,
     ),
+    # The shipped demo segmenter (Resources/models), trained on phantoms by `lesionxai train`.
+    "lesionxai-demo": ModelConfig(
+        name="lesionxai-demo",
+        channels=(16, 32, 64, 128),
+        strides=(2, 2, 2),
+        num_res_units=1,
+        norm="batch",
+        head="sigmoid",
+        threshold=0.5,
+    ),
+    # A few-thousand-parameter network to check that training runs end to end (tests, smoke runs).
+    "tiny": ModelConfig(name="tiny", channels=(4, 8, 16), strides=(2, 2), num_res_units=1, norm="batch"),
 }
 
 

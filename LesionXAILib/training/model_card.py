@@ -1,0 +1,117 @@
+"""The model card beside a checkpoint: ``<name>.json`` (machine-readable) and ``<name>.md`` rendered from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from LesionXAILib.lesion_model import LesionModel
+
+
+def card_paths(checkpoint: str | os.PathLike) -> tuple[Path, Path]:
+    """Return the (JSON, Markdown) model-card paths of a checkpoint."""
+    p = Path(checkpoint)
+    return p.with_suffix(".json"), p.with_suffix(".md")
+
+
+def read_model_card(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """Return the model card of a checkpoint ({} if it has none)."""
+    path = card_paths(checkpoint)[0]
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_model_card(checkpoint: str | os.PathLike, model: LesionModel, training: dict, evaluation: Optional[dict] = None) -> Path:
+    """Write the JSON and Markdown card of a freshly trained model; return the JSON path."""
+    cfg = model.config
+    card = {
+        "name": cfg.name,
+        "checkpoint": Path(checkpoint).name,
+        "architecture": {
+            "network": "MONAI UNet",
+            **{k: v for k, v in cfg.to_dict().items() if k not in ("extra", "input_order", "normalization", "roi_size", "overlap", "threshold")},
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+        },
+        "inputs": {
+            "order": list(cfg.input_order),
+            "normalization": "per-channel z-score over non-zero (brain) voxels; background stays 0",
+            "registration": "FLAIR and MPRAGE on one grid (MPRAGE is resampled onto the FLAIR by LesionXAI)",
+            "skull_stripped": True,
+        },
+        "output": "one lesion logit channel; probability = sigmoid(logit)",
+        "inference": {"roi_size": list(cfg.roi_size), "overlap": cfg.overlap, "blending": "gaussian",
+                      "threshold": cfg.threshold, "min_size_voxels": 3, "connectivity": 26},  # fmt: skip
+        "training": training,
+        "evaluation": evaluation,
+        "intended_use": "demonstration, teaching and testing of LesionXAI on synthetic phantoms; NOT for clinical use "
+        "and not validated on real MRI",
+    }
+    return _write(checkpoint, card)
+
+
+def record_evaluation(checkpoint: str | os.PathLike, evaluation: dict) -> Path:
+    """Store an evaluation summary in an existing card (per-subject rows included); return the JSON path."""
+    card = read_model_card(checkpoint)
+    card["evaluation"] = evaluation
+    return _write(checkpoint, card)
+
+
+def _write(checkpoint: str | os.PathLike, card: dict) -> Path:
+    json_path, md_path = card_paths(checkpoint)
+    tmp = json_path.with_name(json_path.name + ".partial")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, json_path)
+    md_path.write_text(render_markdown(card))
+    return json_path
+
+
+def render_markdown(card: dict) -> str:
+    """Return the Markdown model card rendered from its JSON."""
+    arch = card.get("architecture", {})
+    tr = card.get("training") or {}
+    ev = card.get("evaluation")
+    st = tr.get("settings", {})
+    lines = [
+        f"# Model card: {card.get('name')} (`{card.get('checkpoint')}`)",
+        "",
+        f"**Intended use:** {card.get('intended_use')}.",
+        "",
+        "## Architecture",
+        f"{arch.get('network')}: channels {arch.get('channels')}, strides {arch.get('strides')}, "
+        f"{arch.get('num_res_units')} residual unit(s), {arch.get('norm')} norm, {arch.get('act')} activation, "
+        f"{arch.get('parameters')} parameters; head: {card.get('output')}.",
+        "",
+        "## Inputs and inference",
+        f"- channel order: {', '.join(card.get('inputs', {}).get('order', []))}",
+        f"- normalisation: {card.get('inputs', {}).get('normalization')}",
+        f"- sliding window {card.get('inference', {}).get('roi_size')} (overlap {card.get('inference', {}).get('overlap')}, "
+        f"Gaussian blending); threshold {card.get('inference', {}).get('threshold')}; instances = 26-connected components "
+        f">= {card.get('inference', {}).get('min_size_voxels')} voxels",
+        "",
+        "## Training",
+        f"- data: phantoms `lesionxai phantom` seeds {st.get('train_seeds')} (every {st.get('anisotropic_every')}th at 1x1x3 mm), "
+        f"patches {st.get('patch_size')}, batch {st.get('batch_size')}, {st.get('lesion_fraction')} of patches lesion-centred",
+        f"- optimiser: AdamW lr {st.get('learning_rate')} (cosine), BCE + soft Dice loss, seed {st.get('seed')}",
+        f"- {tr.get('steps')} steps in {_minutes(tr.get('train_seconds'))} on {tr.get('threads')} CPU thread(s) "
+        f"(+ {tr.get('phantom_seconds')} s generating phantoms), torch {tr.get('torch')}, {tr.get('date')}",
+        f"- reproduce: `{tr.get('command', 'lesionxai train --out model.pt')}`",
+        "",
+        "## Evaluation (unseen phantoms)",
+    ]
+    if ev:
+        lines += [
+            f"- phantoms: seeds {ev.get('seeds')} ({ev.get('subjects')} subjects)",
+            f"- voxel Dice: mean **{ev['dice_mean']:.3f}** (min {ev['dice_min']:.3f})",
+            f"- lesion-wise (pooled): precision **{ev['lesion_precision']:.3f}**, recall **{ev['lesion_recall']:.3f}**, "
+            f"F1 **{ev['lesion_f1']:.3f}** (TP {ev['tp']}, FP {ev['fp']}, FN {ev['fn']} of {ev['gt_lesions']} lesions); "
+            f"mean per-subject F1 {ev['lesion_f1_mean_per_subject']:.3f}",
+            f"- reproduce: `{ev.get('command', 'lesionxai evaluate --seeds 100-109')}`",
+        ]
+    else:
+        lines.append("- not evaluated yet (`lesionxai evaluate --model ... --update-card`)")
+    return "\n".join(lines) + "\n"
+
+
+def _minutes(seconds: Any) -> str:
+    return f"{float(seconds) / 60:.1f} min" if seconds is not None else "?"

@@ -1,0 +1,88 @@
+"""Training the demo segmenter: patch sampling, loss, an end-to-end tiny retrain, seed ranges, model card."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from LesionXAILib.cli.main import main
+from LesionXAILib.errors import ParameterError
+from LesionXAILib.model_loading import load_model
+from LesionXAILib.training import TRAIN_SEED_START, PatchSampler, TrainingSubject, TrainSettings, evaluate_model
+from LesionXAILib.training.loss import dice_bce_loss
+
+
+def _subject(shape=(20, 24, 28), lesion_at=(10, 12, 14)) -> TrainingSubject:
+    image = np.ones((2, *shape), dtype=np.float32)
+    image[:, :2] = 0  # background slab
+    lesions = np.zeros(shape, dtype=bool)
+    lesions[lesion_at] = True
+    brain = np.argwhere(image[0] != 0)
+    return TrainingSubject(0, image, lesions, np.argwhere(lesions).astype(np.int32), (brain.min(0), brain.max(0)))
+
+
+def test_lesion_centred_patches_contain_the_lesion_and_keep_image_label_aligned():
+    subject = _subject()
+    sampler = PatchSampler([subject], (8, 8, 8), lesion_fraction=1.0, intensity_jitter=0.0, seed=3)
+    for _ in range(50):
+        image, label = sampler.sample()
+        assert image.shape == (2, 8, 8, 8) and label.shape == (1, 8, 8, 8)
+        assert label.sum() == 1  # the single lesion voxel is always inside (flips keep it)
+        assert np.all(image[:, label[0] > 0] == 1.0)
+
+
+def test_patches_larger_than_the_image_are_zero_padded_and_jitter_spares_background():
+    subject = _subject(shape=(6, 6, 6), lesion_at=(3, 3, 3))
+    sampler = PatchSampler([subject], (8, 8, 8), lesion_fraction=0.0, intensity_jitter=0.2, seed=1)
+    image, label = sampler.sample()
+    assert image.shape == (2, 8, 8, 8)
+    assert np.all(image[:, 6:] == 0) and np.all(image[:, :, 6:] == 0)  # padding
+    assert np.all(image[:, :2, :6, :6] == 0)  # background stays exactly 0 (as normalisation leaves it)
+    assert label.sum() == 1
+
+
+def test_sampler_is_deterministic_for_a_seed():
+    a = PatchSampler([_subject()], (8, 8, 8), seed=5).batch(3)
+    b = PatchSampler([_subject()], (8, 8, 8), seed=5).batch(3)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_loss_is_bce_plus_one_minus_soft_dice():
+    logits = torch.tensor([[2.0, -1.0, 0.5, -3.0]])
+    target = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    p = torch.sigmoid(logits)
+    bce = -(target * torch.log(p) + (1 - target) * torch.log(1 - p)).mean()
+    dice = (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    assert float(dice_bce_loss(logits, target)) == pytest.approx(float(bce + 1 - dice), rel=1e-6)
+
+
+def test_training_and_evaluation_seed_ranges_do_not_overlap():
+    with pytest.raises(ParameterError, match="kept for evaluation"):
+        TrainSettings(train_seeds=(5,))
+    with pytest.raises(ParameterError, match="training range"):
+        evaluate_model(None, [TRAIN_SEED_START + 1])
+    assert min(TrainSettings().train_seeds) >= TRAIN_SEED_START
+
+
+def test_retraining_a_tiny_config_runs_end_to_end_and_the_result_loads_and_evaluates(tmp_path, capsys):
+    out = tmp_path / "tiny.pt"
+    args = ["-q", "train", "--out", str(out), "--config", "tiny", "--seeds", "10000-10001", "--fov", "48", "48", "48",
+            "--patch", "32", "32", "32", "--steps", "6", "--seed", "1"]  # fmt: skip
+    assert main(args) == 0
+    assert main(args) == 2  # refuses to overwrite without --force
+    model = load_model(out)
+    assert model.config.name == "tiny" and not model.training
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["steps"] == 6 and card["training"]["settings"]["train_seeds"] == "10000-10001"
+    assert card["inputs"]["order"] == ["FLAIR", "MPRAGE"]
+    capsys.readouterr()
+    assert main(["-q", "evaluate", "--model", str(out), "--seeds", "7", "--fov", "48", "48", "48", "--update-card"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["subjects"] == 1 and 0.0 <= summary["dice_mean"] <= 1.0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["evaluation"]["seeds"] == [7]
+    assert "voxel Dice" in out.with_suffix(".md").read_text()
