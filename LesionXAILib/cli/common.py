@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Optional
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 from LesionXAILib.errors import ParameterError
 
@@ -80,3 +82,38 @@ def progress_for(args: argparse.Namespace, desc: str):
     from LesionXAILib.progress import tqdm_callback
 
     return tqdm_callback(desc, disable=bool(getattr(args, "quiet", False)))
+
+
+@dataclass
+class SegmentedSubject:
+    """One subject loaded from --flair/--t1/--gt, segmented with --model, its outputs written to --out."""
+
+    pair: Any  # InputPair
+    ground_truth: Any  # Optional[np.ndarray]
+    model: Any  # LesionModel
+    result: Any  # SegmentationResult
+    out: Path
+    protected: list = field(default_factory=list)
+
+
+def segment_subject_from_args(args: argparse.Namespace, extra_inputs: Sequence[Optional[str]] = ()) -> SegmentedSubject:
+    """Return the subject of the input/model/segmentation options, segmented, with its segmentation written to --out.
+
+    ``extra_inputs`` are further user files that must never be overwritten (e.g. a white-matter map).
+    Inputs and the output directory are checked before the model is loaded, so bad paths fail fast.
+    """
+    from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
+    from LesionXAILib.segmentation import segment
+
+    pair = load_pair(args.flair, args.t1)
+    gt = read_label_image(args.gt, pair.geometry) if getattr(args, "gt", None) else None
+    protected = [args.flair, args.t1, getattr(args, "gt", None), *extra_inputs]
+    out = check_output_dir(args.out, protected, args.allow_input_dir)
+    model = load_model_from_args(args)
+    callback, close = progress_for(args, "segment")
+    try:
+        result = segment(pair, model, segmentation_settings_from_args(args), gt, progress=callback)
+    finally:
+        close()
+    result.write(out, protected=protected)
+    return SegmentedSubject(pair, gt, model, result, out, protected)

@@ -11,9 +11,7 @@ from LesionXAILib.cli.common import (
     add_model_arguments,
     add_output_arguments,
     add_segmentation_arguments,
-    load_model_from_args,
-    progress_for,
-    segmentation_settings_from_args,
+    segment_subject_from_args,
 )
 from LesionXAILib.errors import ParameterError
 
@@ -91,22 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
     from LesionXAILib.explain.api import instance_targets, iter_explanations
     from LesionXAILib.explain.output import write_explanations
-    from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
-    from LesionXAILib.segmentation import segment
 
     settings = settings_from_args(args)
     ids = parse_instances(args.instances)
-    pair = load_pair(args.flair, args.t1)
-    gt = read_label_image(args.gt, pair.geometry) if args.gt else None
-    inputs = [args.flair, args.t1, args.gt]
-    out = check_output_dir(args.out, inputs, args.allow_input_dir)
-    model = load_model_from_args(args)
-    callback, close = progress_for(args, "segment")
-    try:
-        result = segment(pair, model, segmentation_settings_from_args(args), gt, progress=callback)
-    finally:
-        close()
-    result.write(out, protected=inputs)
+    subject = segment_subject_from_args(args)
+    model, result, out, inputs = subject.model, subject.result, subject.out, subject.protected
     targets = instance_targets(result.instances, ids, settings.aggregation)
     log.info("%d instances found; explaining %d with %s", len(result.instances.instances), len(targets), ", ".join(settings.methods))
     rows = []

@@ -11,9 +11,8 @@ from LesionXAILib.cli.common import (
     add_model_arguments,
     add_output_arguments,
     add_segmentation_arguments,
-    load_model_from_args,
+    segment_subject_from_args,
     progress_for,
-    segmentation_settings_from_args,
 )
 from LesionXAILib.errors import ParameterError
 
@@ -87,24 +86,13 @@ def context_settings_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Segment one subject, probe the selected instances and write curves, shells and a summary; return the exit code."""
-    from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
     from LesionXAILib.probes import context_probe_instances
     from LesionXAILib.probes.output import write_instance_outputs, write_probe_summary
-    from LesionXAILib.segmentation import segment
 
     ids = parse_instances(args.instances)
     settings = context_settings_from_args(args)
-    pair = load_pair(args.flair, args.t1)
-    gt = read_label_image(args.gt, pair.geometry) if args.gt else None
-    protected = [args.flair, args.t1, args.gt]
-    out = check_output_dir(args.out, protected, args.allow_input_dir)
-    model = load_model_from_args(args)
-    callback, close = progress_for(args, "segment")
-    try:
-        result = segment(pair, model, segmentation_settings_from_args(args), gt, progress=callback)
-    finally:
-        close()
-    result.write(out, protected=protected)
+    subject = segment_subject_from_args(args)
+    model, result, out, protected = subject.model, subject.result, subject.out, subject.protected
     instances = result.instances
     chosen = instances.ids if ids is None else ids
     for i in chosen:  # unknown ids fail before any probing

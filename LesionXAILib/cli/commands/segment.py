@@ -10,9 +10,7 @@ from LesionXAILib.cli.common import (
     add_model_arguments,
     add_output_arguments,
     add_segmentation_arguments,
-    load_model_from_args,
-    progress_for,
-    segmentation_settings_from_args,
+    segment_subject_from_args,
 )
 
 NAME = "segment"
@@ -30,24 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Segment one subject and write the outputs; return the exit code."""
-    from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
-    from LesionXAILib.segmentation import segment
-
-    pair = load_pair(args.flair, args.t1)
-    gt = read_label_image(args.gt, pair.geometry) if args.gt else None
-    out = check_output_dir(args.out, [args.flair, args.t1, args.gt], args.allow_input_dir)
-    model = load_model_from_args(args)
-    settings = segmentation_settings_from_args(args)
-    callback, close = progress_for(args, "segment")
-    try:
-        result = segment(pair, model, settings, gt, progress=callback)
-    finally:
-        close()
-    paths = result.write(out, protected=[args.flair, args.t1, args.gt])
+    subject = segment_subject_from_args(args)
+    result = subject.result
     inst = result.instances
     msg = f"{len(inst.instances)} instances in {result.seconds:.1f} s"
     if inst.metrics:
         m = inst.metrics
         msg += f" (TP {m.tp}, FP {m.fp}, FN {m.fn}; lesion F1 {m.f1:.3f}, Dice {m.dice:.3f})"
-    log.info("%s -> %s", msg, paths["json"].parent)
+    log.info("%s -> %s", msg, subject.out)
     return 0

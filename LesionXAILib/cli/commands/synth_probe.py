@@ -11,9 +11,8 @@ from LesionXAILib.cli.common import (
     add_model_arguments,
     add_output_arguments,
     add_segmentation_arguments,
-    load_model_from_args,
+    segment_subject_from_args,
     progress_for,
-    segmentation_settings_from_args,
 )
 
 NAME = "synth-probe"
@@ -67,9 +66,7 @@ def read_wm(path: str, geometry):
 
 def run(args: argparse.Namespace) -> int:
     """Segment the subject, run the synthetic-lesion probe and write CSV, JSON and PNG; return the exit code."""
-    from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
     from LesionXAILib.probes import ContextSettings, SyntheticSettings, synthetic_lesion_probe
-    from LesionXAILib.segmentation import segment
 
     settings = SyntheticSettings(
         volumes_mm3=tuple(args.sizes),
@@ -83,18 +80,9 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         context=ContextSettings.up_to(args.max_radius) if args.context else None,
     )
-    pair = load_pair(args.flair, args.t1)
-    gt = read_label_image(args.gt, pair.geometry) if args.gt else None
+    subject = segment_subject_from_args(args, extra_inputs=[args.wm])
+    pair, gt, model, result, out = subject.pair, subject.ground_truth, subject.model, subject.result, subject.out
     wm = read_wm(args.wm, pair.geometry) if args.wm else None
-    protected = [args.flair, args.t1, args.gt, args.wm]
-    out = check_output_dir(args.out, protected, args.allow_input_dir)
-    model = load_model_from_args(args)
-    callback, close = progress_for(args, "segment")
-    try:
-        result = segment(pair, model, segmentation_settings_from_args(args), gt, progress=callback)
-    finally:
-        close()
-    result.write(out, protected=protected)
     exclude = result.instances.labels > 0
     if gt is not None:
         exclude |= gt
