@@ -1,0 +1,474 @@
+"""The browser viewer application: trame-slicer slice views over one MRML scene, driven by a LesionSession.
+
+Everything the user sees about a lesion comes from the MRML bridge
+(:class:`LesionXAILib.mrml.session.LesionSession`): which lesion is under a click (``lesion_at``), its
+explanation and context probe (``compute_lesion``, on a worker thread), the overlays, composite nodes
+and slice jumps (``show_lesion`` / ``set_overlay``, on the event loop), statistics, table rows and
+legends. This class connects browser events to those calls and mirrors the results into trame state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from LesionXAILib.viewer.clicks import Click, ClickDetector
+from LesionXAILib.viewer.headless import configure_offscreen, prepare_view, render_window_class
+from LesionXAILib.viewer.requests import LesionRequest, LesionWorker
+
+log = logging.getLogger("LesionXAILib.viewer")
+
+DEFAULT_OVERLAY = "smoothgrad_flair"
+DEFAULT_OPACITY = 0.7  # as the bridge's default foreground opacity
+LAYOUT_ID = "lesionxai"
+
+
+@dataclass
+class Timings:
+    """Latencies of the last interaction, in seconds (None until measured); wall-clock stamps for the browser."""
+
+    click_to_selection_s: Optional[float] = None  # click event -> lesion known and requested
+    click_to_shown_s: Optional[float] = None  # click event -> show_lesion done (render scheduled)
+    compute_s: Optional[float] = None  # worker time of the last fresh computation
+    shown_wall_time: Optional[float] = None  # time.time() when the last show_lesion finished
+    from_cache: Optional[bool] = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class LesionViewer:
+    """A trame server showing one subject in axial/coronal/sagittal slice views (+ optional 3D) with a lesion panel."""
+
+    def __init__(self, server: Any = None, show_3d: bool = False, multisamples: int = 0, title: str = "LesionXAI") -> None:
+        configure_offscreen()
+        from trame.app import get_server
+        from trame_slicer import module as trame_slicer_module
+        from trame_slicer.core import LayoutManager, SlicerApp
+        from trame_slicer.rca_view import register_rca_factories
+
+        from LesionXAILib.viewer import layout as page_layout
+
+        self.server = server if server is not None else get_server(None, client_type="vue3")
+        self.server.enable_module(trame_slicer_module)
+        self.state = self.server.state
+        self.slicer_app = SlicerApp()
+        self.scene = self.slicer_app.scene
+        self.show_3d = bool(show_3d)
+        register_rca_factories(
+            self.slicer_app.view_manager,
+            self.server,
+            slice_view_ui_f=page_layout.slice_view_ui,
+            three_d_view_ui_f=page_layout.three_d_view_ui,
+        )
+        self.layout_manager = LayoutManager(self.scene, self.slicer_app.view_manager, self.server)
+        self.layout_manager.register_layout(LAYOUT_ID, _view_layout(self.show_3d))
+        self.layout_manager.set_layout(LAYOUT_ID)
+        for view in self.slicer_app.view_manager.get_views():
+            prepare_view(view, multisamples)
+        for view in self.slice_views():
+            # the browser reports each view's size only once it connects: fit the anatomy to the real size
+            view.interactor().AddObserver("WindowResizeEvent", self._on_view_resized, -1.0)  # after trame-slicer resizes the slice node
+        self.detectors = [
+            ClickDetector(view.get_singleton_tag(), view.interactor(), view.get_view_node, self.on_click).attach()
+            for view in self.slice_views()
+        ]
+        self.session: Any = None
+        self.worker: Optional[LesionWorker] = None
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.timings = Timings()
+        self.clicks = 0
+        self.last_click: Optional[dict[str, Any]] = None
+        self.pending_id: Optional[int] = None
+        self.url: Optional[str] = None
+        self.ready = threading.Event()
+        self._request_started: dict[int, float] = {}
+        self._on_ready_callbacks: list[Callable[[str], None]] = []
+        self._init_state()
+        self.page = page_layout.build_page(self, title)
+        self.server.controller.on_server_ready.add(self._on_server_ready)
+        self.server.controller.on_server_bind.add(self._on_server_bind)
+
+    # ------------------------------------------------------------------ setup
+
+    def slice_views(self) -> list:
+        """Return the trame-slicer slice views (Red axial, Green coronal, Yellow sagittal)."""
+        return self.slicer_app.view_manager.get_slice_views()
+
+    def view(self, name: str) -> Any:
+        """Return the view whose singleton tag is ``name`` (e.g. 'Red')."""
+        return self.slicer_app.view_manager.get_view(name)
+
+    def _init_state(self) -> None:
+        from LesionXAILib.viewer.panel import table_headers
+
+        self.state.update(
+            {
+                "trame__title": "LesionXAI viewer",
+                "lx_summary": "",
+                "lx_title": "No lesion selected",
+                "lx_status": "",
+                "lx_status_color": "grey",
+                "lx_message": "Click a lesion (press and release without dragging) or pick a row of the table.",
+                "lx_selected_id": None,
+                "lx_busy": False,
+                "lx_progress": 0.0,
+                "lx_progress_message": "",
+                "lx_error": "",
+                "lx_overlay": DEFAULT_OVERLAY,
+                "lx_overlay_items": [],
+                "lx_opacity": DEFAULT_OPACITY,
+                "lx_legend": {"gradient": "none", "min": "", "max": "", "units": "", "colormap": ""},
+                "lx_stats": [],
+                "lx_curve_svg": "",
+                "lx_headers": table_headers(),
+                "lx_rows": [],
+            }
+        )
+        self.state.change("lx_overlay")(self._overlay_changed)
+        self.state.change("lx_opacity")(self._opacity_changed)
+
+    def attach_session(self, session: Any, summary: str = "") -> None:
+        """Use ``session`` (already run) for every lesion question; fill the table and fit the views."""
+        from LesionXAILib.viewer.panel import overlay_items
+
+        self.session = session
+        self.worker = LesionWorker(
+            self._compute,
+            self._post,
+            on_result=self._on_result,
+            on_error=self._on_error,
+            on_progress=self._on_progress,
+            on_cancelled=self._on_cancelled,
+        )
+        names = session.available_overlays()
+        overlay = self.state.lx_overlay if self.state.lx_overlay in names else session.default_overlay()
+        with self.state:
+            self.state.lx_overlay_items = overlay_items(names)
+            self.state.lx_overlay = overlay
+            self.state.lx_summary = summary
+            self._refresh_table()
+            self._refresh_legend()
+        for view in self.slicer_app.view_manager.get_views():
+            view.reset_view()
+
+    # --------------------------------------------------------------- lifecycle
+
+    def _on_server_bind(self, wslink_server: Any) -> None:
+        from LesionXAILib.viewer.server import add_routes
+
+        add_routes(wslink_server.app, self)
+
+    def _on_server_ready(self, **_: Any) -> None:
+        self.loop = asyncio.get_event_loop()
+        for view in self.slicer_app.view_manager.get_views():
+            view.reset_view()
+        self.ready.set()
+
+    def _on_view_resized(self, *_: Any) -> None:
+        """Fit every slice view to the anatomy after a resize, until a lesion is selected (then keep the jump)."""
+        if self.session is not None and self.session.selected_id is None and self.pending_id is None:
+            for view in self.slice_views():
+                view.fit_view_to_content()
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the server's event loop (the only thread that touches MRML and trame state)."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(fn, *args)
+
+    def close(self) -> None:
+        """Stop the worker and observers (the server itself is stopped by its owner)."""
+        if self.worker is not None:
+            self.worker.close()
+        for detector in self.detectors:
+            detector.detach()
+
+    # ----------------------------------------------------------- interaction
+
+    def on_click(self, click: Click) -> None:
+        """Handle a click on a slice view: ask the bridge which lesion is there and select it (or say none is)."""
+        t0 = time.perf_counter()
+        self.clicks += 1
+        lesion_id = self.session.lesion_at(click.ras) if self.session is not None else None
+        self.last_click = {
+            "view": click.view,
+            "x": click.x,
+            "y": click.y,
+            "ras": list(click.ras),
+            "lesion_id": lesion_id,
+            "wall_time": time.time(),
+            "serial": self.clicks,
+        }
+        log.info(
+            "click %s at (%.0f, %.0f) RAS (%.1f, %.1f, %.1f) -> %s",
+            click.view, click.x, click.y, *click.ras, f"lesion {lesion_id}" if lesion_id is not None else "no lesion",
+        )  # fmt: skip
+        if lesion_id is None:
+            with self.state:
+                r, a, s = click.ras
+                self.state.lx_message = f"No lesion at RAS ({r:.1f}, {a:.1f}, {s:.1f})."
+            return
+        self.select(int(lesion_id), t0)
+
+    def select_from_table(self, lesion_id: Any) -> None:
+        """Select a lesion from its table row (exactly what a click on it does)."""
+        self.select(int(lesion_id), time.perf_counter())
+
+    def select(self, lesion_id: int, t0: Optional[float] = None) -> None:
+        """Select lesion ``lesion_id``: show it now if cached, else compute it on the worker and show it when done."""
+        t0 = time.perf_counter() if t0 is None else t0
+        stats = self.session.lesion_statistics(lesion_id)
+        self.pending_id = lesion_id
+        with self.state:
+            self._show_header(stats)
+            self.state.lx_error = ""
+        if self.session.is_cached(lesion_id):
+            assert self.worker is not None
+            self.worker.cancel()  # an older fresh request must not replace this selection later
+            self.timings.click_to_selection_s = time.perf_counter() - t0
+            result = self.session.compute_lesion(lesion_id)
+            self._show(result, t0, compute_s=0.0)
+            return
+        assert self.worker is not None
+        request = self.worker.submit(lesion_id)
+        self._request_started[request.serial] = t0
+        self.timings.click_to_selection_s = time.perf_counter() - t0
+        with self.state:
+            self.state.lx_busy = True
+            self.state.lx_progress = 0.0
+            self.state.lx_progress_message = f"Explaining lesion {lesion_id}…"
+            self.state.lx_message = f"Computing lesion {lesion_id}: explanations and context probe."
+
+    def cancel(self) -> None:
+        """Cancel the lesion computation in progress (the current selection stays)."""
+        if self.worker is not None:
+            self.worker.cancel()
+
+    # ------------------------------------------------------ worker callbacks
+
+    def _compute(self, lesion_id: int, progress: Callable[[float, str], None], cancel: Any) -> tuple[Any, float]:
+        """Run the bridge's MRML-free computation (worker thread); return (result, seconds)."""
+        t = time.perf_counter()
+        result = self.session.compute_lesion(lesion_id, progress=progress, cancel=cancel)
+        return result, time.perf_counter() - t
+
+    def _on_progress(self, request: LesionRequest, fraction: float, message: str) -> None:
+        if self.worker is None or not self.worker.is_latest(request):
+            return
+        with self.state:
+            self.state.lx_progress = round(100.0 * fraction, 1)
+            self.state.lx_progress_message = f"Lesion {request.lesion_id}: {message}" if message else ""
+
+    def _on_result(self, request: LesionRequest, payload: tuple[Any, float]) -> None:
+        t0 = self._request_started.pop(request.serial, None)
+        if self.worker is None or not self.worker.is_latest(request):
+            return  # a newer click superseded it; the result stays in the bridge's cache
+        result, seconds = payload
+        self._show(result, t0, compute_s=seconds)
+
+    def _on_error(self, request: LesionRequest, exc: BaseException) -> None:
+        self._request_started.pop(request.serial, None)
+        log.error("lesion %d failed: %s: %s", request.lesion_id, type(exc).__name__, exc)
+        if self.worker is not None and not self.worker.is_latest(request):
+            return
+        with self.state:
+            self.state.lx_busy = False
+            self.state.lx_error = f"Lesion {request.lesion_id} could not be explained: {exc}"
+
+    def _on_cancelled(self, request: LesionRequest) -> None:
+        self._request_started.pop(request.serial, None)
+        log.info("lesion %d: computation cancelled", request.lesion_id)
+        if self.worker is not None and not self.worker.busy:
+            with self.state:
+                self.state.lx_busy = False
+                self.state.lx_progress_message = ""
+                if self.pending_id == request.lesion_id:
+                    self.pending_id = self.session.selected_id
+                    self.state.lx_message = f"Lesion {request.lesion_id}: cancelled."
+                    if self.session.selected_id is not None:
+                        self._show_header(self.session.lesion_statistics(self.session.selected_id))
+
+    # ------------------------------------------------------------- display
+
+    def _show(self, result: Any, t0: Optional[float], compute_s: float) -> None:
+        """Show a computed lesion through the bridge (main thread) and mirror it into the panel."""
+        overlay = self.state.lx_overlay
+        with self.state:
+            self.session.show_lesion(result, overlay=overlay)
+            self._apply_opacity()
+            stats = self.session.lesion_statistics(result.lesion_id)
+            self._show_header(stats)
+            self._show_details(result, stats)
+            self._refresh_table()
+            self._refresh_legend()
+            self.state.lx_busy = False
+            self.state.lx_progress = 100.0
+            self.state.lx_progress_message = ""
+            self.state.lx_message = (
+                f"Lesion {result.lesion_id} shown ({'from cache' if result.from_cache else f'computed in {compute_s:.1f} s'})."
+            )
+        now = time.perf_counter()
+        self.timings.shown_wall_time = time.time()
+        self.timings.from_cache = bool(result.from_cache)
+        self.timings.compute_s = compute_s if not result.from_cache else self.timings.compute_s
+        if t0 is not None:
+            self.timings.click_to_shown_s = now - t0
+        self.timings.history.append(
+            {
+                "lesion_id": int(result.lesion_id),
+                "from_cache": bool(result.from_cache),
+                "click_to_shown_s": self.timings.click_to_shown_s,
+                "compute_s": compute_s,
+                "shown_wall_time": self.timings.shown_wall_time,
+            }
+        )
+        del self.timings.history[:-50]
+        log.info(
+            "selected lesion %d (%s) in %.3f s",
+            result.lesion_id, "cached" if result.from_cache else "computed", self.timings.click_to_shown_s or 0.0,
+        )  # fmt: skip
+
+    def _show_header(self, stats: dict) -> None:
+        from LesionXAILib.viewer.panel import STATUS_COLOURS, statistics_items
+
+        lesion_id = int(stats["id"])
+        status = str(stats.get("status") or "")
+        self.state.lx_title = f"Lesion {lesion_id}"
+        self.state.lx_status = status
+        self.state.lx_status_color = STATUS_COLOURS.get(status, "grey")
+        self.state.lx_selected_id = lesion_id
+        self.state.lx_stats = statistics_items(stats, self._max_radius())
+
+    def _show_details(self, result: Any, stats: dict) -> None:
+        from LesionXAILib.viewer.curve_svg import context_curve_svg
+
+        curve = result.curve
+        self.state.lx_curve_svg = (
+            context_curve_svg(
+                curve.radii_mm, curve.mean_probability, curve.detected, curve.threshold, curve.context_needed_mm,
+                title=f"Lesion {result.lesion_id}: {curve.description}",
+            )  # fmt: skip
+            if curve is not None
+            else ""
+        )
+
+    def _refresh_table(self) -> None:
+        from LesionXAILib.viewer.panel import table_items
+
+        self.state.lx_rows = table_items(self.session.table_rows(), self._max_radius())
+
+    def _refresh_legend(self) -> None:
+        from LesionXAILib.viewer.panel import legend_view
+
+        overlay = self.state.lx_overlay
+        try:
+            legend = self.session.legend(overlay)
+        except Exception as exc:  # no legend before a lesion is shown, for some overlays
+            log.debug("no legend for %s yet: %s", overlay, exc)
+            return
+        if legend:
+            self.state.lx_legend = legend_view(legend, discrete=(overlay == "context_shells"))
+
+    def _max_radius(self) -> Optional[float]:
+        settings = getattr(self.session, "settings", None)
+        return getattr(settings, "max_radius_mm", None)
+
+    def _overlay_changed(self, lx_overlay: str, **_: Any) -> None:
+        if self.session is None:
+            return
+        if self.session.selected_id is not None:
+            self.session.set_overlay(lx_overlay)
+            self._apply_opacity()
+        with self.state:
+            self._refresh_legend()
+
+    def _opacity_changed(self, lx_opacity: float, **_: Any) -> None:
+        self._apply_opacity()
+
+    def _apply_opacity(self) -> None:
+        """Apply the opacity slider to the overlay layer (through the bridge when it offers it)."""
+        if self.session is None:
+            return
+        opacity = float(self.state.lx_opacity)
+        setter = getattr(self.session, "set_overlay_opacity", None)
+        if setter is not None:
+            setter(opacity)
+            return
+        # fallback until the bridge has an opacity setter: trame-slicer's own per-view API
+        for view in self.slice_views():
+            view.set_foreground_opacity(opacity)
+
+    # ------------------------------------------------------------- reports
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the viewer's state as JSON-able data (the /lesionxai/state endpoint; tests and benchmark read it)."""
+        views = {}
+        for view in self.slice_views():
+            node = view.get_view_node()
+            m = node.GetXYToRAS()
+            views[view.get_singleton_tag()] = {
+                "orientation": view.get_orientation(),
+                "size": list(view.render_window().GetSize()),
+                "xy_to_ras": [[m.GetElement(r, c) for c in range(4)] for r in range(4)],
+                "slice_offset": view.get_slice_value(),
+            }
+        session = self.session
+        return {
+            "ready": self.ready.is_set() and session is not None,
+            "url": self.url,
+            "selected_id": None if session is None else session.selected_id,
+            "pending_id": self.pending_id,
+            "busy": bool(self.worker is not None and self.worker.busy),
+            "progress": self.state.lx_progress,
+            "overlay": self.state.lx_overlay,
+            "opacity": self.state.lx_opacity,
+            "title": self.state.lx_title,
+            "error": self.state.lx_error,
+            "clicks": self.clicks,
+            "last_click": self.last_click,
+            "lesion_ids": [] if session is None else [int(i) for i in session.instance_ids],
+            "timings": {
+                "click_to_selection_s": self.timings.click_to_selection_s,
+                "click_to_shown_s": self.timings.click_to_shown_s,
+                "compute_s": self.timings.compute_s,
+                "shown_wall_time": self.timings.shown_wall_time,
+                "from_cache": self.timings.from_cache,
+                "history": list(self.timings.history),
+            },
+            "views": views,
+            "render_window": render_window_class(self.slice_views()[0]) if self.slice_views() else None,
+            "rss_mb": _memory_mb("VmRSS"),
+            "peak_rss_mb": _memory_mb("VmHWM"),
+            "pid": os.getpid(),
+        }
+
+
+def _view_layout(show_3d: bool) -> Any:
+    """Return the page's view grid: axial large on the left; coronal and sagittal (and 3D) stacked on the right."""
+    from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+    right = [ViewLayoutDefinition.coronal_view(), ViewLayoutDefinition.sagittal_view()]
+    if show_3d:
+        right.append(ViewLayoutDefinition.threed_view())
+    return Layout(
+        LayoutDirection.Horizontal,
+        [ViewLayoutDefinition.axial_view(), Layout(LayoutDirection.Vertical, right)],
+        flex_sizes=["3", "2"],
+    )
+
+
+def _memory_mb(key: str) -> Optional[float]:
+    """Return a /proc/self/status memory figure (VmRSS: resident now, VmHWM: peak) in MiB, or None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        return None
+    return None

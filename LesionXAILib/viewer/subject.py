@@ -1,0 +1,67 @@
+"""Putting the subject into the viewer's scene and running the bridge's segmentation session on it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from LesionXAILib.progress import ProgressCallback
+from LesionXAILib.viewer.inputs import ViewerInputs
+
+log = logging.getLogger("LesionXAILib.viewer")
+
+
+def load_subject_nodes(scene: Any, inputs: ViewerInputs, progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
+    """Return {'flair', 't1', 'gt'} volume nodes added to ``scene`` from files, or from a generated phantom."""
+    from LesionXAILib.mrml.volumes import load_label_node, load_volume_node, volume_node_from_array
+
+    if inputs.is_phantom:
+        import numpy as np
+
+        from LesionXAILib.phantom import PhantomSettings, generate_phantom
+
+        settings = PhantomSettings(n_lesions=inputs.phantom_lesions, fov_mm=inputs.phantom_fov_mm)
+        phantom = generate_phantom(int(inputs.phantom_seed or 0), settings, progress=progress)
+        g = phantom.geometry
+        return {
+            "flair": volume_node_from_array(scene, phantom.flair, g, "FLAIR"),
+            "t1": volume_node_from_array(scene, phantom.t1, g, "MPRAGE"),
+            "gt": volume_node_from_array(scene, phantom.lesions.astype(np.uint8), g, "Ground truth", labelmap=True),
+        }
+    nodes = {
+        "flair": load_volume_node(scene, inputs.flair, "FLAIR"),
+        "t1": load_volume_node(scene, inputs.t1, "MPRAGE"),
+        "gt": None,
+    }
+    if inputs.gt is not None:
+        nodes["gt"] = load_label_node(scene, inputs.gt, "Ground truth")
+    return nodes
+
+
+def start_session(
+    scene: Any,
+    nodes: dict[str, Any],
+    model: Any = None,
+    settings: Any = None,
+    progress: Optional[ProgressCallback] = None,
+) -> Any:
+    """Return a LesionSession on the subject's nodes after running its segmentation (instances, table, segments)."""
+    from LesionXAILib.mrml.session import LesionSession, SessionSettings
+
+    session = LesionSession(
+        scene, nodes["flair"], nodes["t1"], model=model, settings=settings or SessionSettings(), ground_truth_node=nodes["gt"]
+    )
+    session.run(progress=progress)
+    return session
+
+
+def summary_text(session: Any) -> str:
+    """Return e.g. '12 lesions · TP 9 · FP 2 · FN 1' from the session's table rows."""
+    rows = session.table_rows()
+    counts: dict[str, int] = {}
+    for row in rows:
+        status = str(row.get("status") or "")
+        counts[status] = counts.get(status, 0) + 1
+    parts = [f"{len(rows)} lesion{'s' if len(rows) != 1 else ''}"]
+    parts += [f"{s} {counts[s]}" for s in ("TP", "FP", "FN") if counts.get(s)]
+    return " · ".join(parts)
