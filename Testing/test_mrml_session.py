@@ -1,0 +1,387 @@
+"""LesionSession mechanics on a real slicer-core scene with a hand-built detector network (fast, exact).
+
+The detector (Testing/probes_fixtures.py) fires on bright FLAIR voxels surrounded by tissue, so the
+instances of the hand-made volume are known in advance; the phantom + demo-model run is in
+test_mrml_phantom.py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import vtk
+
+slicer = pytest.importorskip("slicer")
+
+from LesionXAILib.analysis import analyse_lesion
+from LesionXAILib.errors import Cancelled, InputImageError, InstanceError, ParameterError
+from LesionXAILib.geometry import Geometry
+from LesionXAILib.lesion_model import LesionModel
+from LesionXAILib.model_config import ModelConfig
+from LesionXAILib.mrml import views
+from LesionXAILib.mrml.cache import ResultCache
+from LesionXAILib.mrml.segments import lesion_of_segment
+from LesionXAILib.mrml.session import OVERLAYS, LesionSession, SessionSettings
+from LesionXAILib.mrml.volumes import array_from_volume_node, update_volume_node, volume_node_from_array
+from LesionXAILib.progress import CancelToken
+
+from probes_fixtures import ContextDetector
+
+pytestmark = pytest.mark.slicer
+
+SHAPE = (20, 24, 36)  # k, j, i
+OBLIQUE = tuple(np.array(sitk.VersorTransform((0.3, 0.1, -0.4), 0.3).GetMatrix(), dtype=float).tolist())
+GEOMETRY = Geometry(size=SHAPE[::-1], origin=(-20.0, 15.0, -8.0), spacing=(1.1, 0.9, 1.6), direction=OBLIQUE)
+LESIONS = (((10, 12, 9), 1), ((10, 12, 26), 2))  # (k, j, i) centre, half width: 27 and 125 voxels
+MISSED = ((10, 5, 18), 1)  # a ground-truth lesion with normal FLAIR: the detector misses it (FN)
+SETTINGS = SessionSettings(methods=("smoothgrad", "gradcampp"), samples=2, seed=3, max_radius_mm=3.0)
+
+
+def cube(centre, half):
+    m = np.zeros(SHAPE, bool)
+    k, j, i = centre
+    m[k - half : k + half + 1, j - half : j + half + 1, i - half : i + half + 1] = True
+    return m
+
+
+def subject():
+    """Return (flair, mprage, lesion mask, ground truth) arrays: box brain, bright cube lesions, +-1 z-scored MPRAGE."""
+    brain = np.zeros(SHAPE, bool)
+    brain[2:-2, 2:-2, 2:-2] = True
+    lesions = cube(*LESIONS[0]) | cube(*LESIONS[1])
+    flair = np.where(brain, 100.0, 0.0).astype(np.float32)
+    flair[lesions] = 400.0
+    t1 = np.zeros(SHAPE, np.float32)
+    columns = (np.indices(SHAPE)[2] % 2).astype(bool)
+    t1[brain & columns] = 300.0
+    t1[brain & ~columns] = 100.0
+    gt = lesions | cube(*MISSED)
+    return flair, t1, lesions, gt
+
+
+class DetectorNet(torch.nn.Module):
+    """ContextDetector behind an identity 1x1x1 convolution with trainable weights (a layer Grad-CAM can hook)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre = torch.nn.Conv3d(2, 2, 1)
+        with torch.no_grad():
+            self.pre.weight.copy_(torch.eye(2).reshape(2, 2, 1, 1, 1))
+            self.pre.bias.zero_()
+        self.detector = ContextDetector(h=1, level=1.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.detector(self.pre(x))
+
+
+def detector() -> LesionModel:
+    config = ModelConfig(name="detector", channels=(1,), strides=(), num_res_units=0, threshold=0.5,
+                         roi_size=(256, 256, 256), cam_layer="pre")  # fmt: skip
+    return LesionModel(DetectorNet(), config, source="hand-built").eval()
+
+
+MODEL = detector()
+
+
+def make_scene(gt_kind="labelmap"):
+    scene = slicer.vtkMRMLScene()
+    views.ensure_slice_views(scene)
+    flair, t1, _, gt = subject()
+    nodes = {
+        "flair": volume_node_from_array(scene, flair, GEOMETRY, "FLAIR"),
+        "t1": volume_node_from_array(scene, t1, GEOMETRY, "MPRAGE"),
+    }
+    if gt_kind == "labelmap":
+        nodes["gt"] = volume_node_from_array(scene, gt.astype(np.uint8), GEOMETRY, "GT", labelmap=True)
+    elif gt_kind == "segmentation":
+        labels = volume_node_from_array(scene, gt.astype(np.uint8), GEOMETRY, "GT labels", labelmap=True)
+        seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "GT segmentation")
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labels, seg)
+        nodes["gt"] = seg
+    return scene, nodes
+
+
+def snapshot(node):
+    """Return what 'unmodified' means for an input node: voxels, geometry, references, display, name, attributes."""
+    if node.IsA("vtkMRMLSegmentationNode"):
+        segmentation = node.GetSegmentation()
+        reps = []
+        for i in range(segmentation.GetNumberOfSegments()):
+            seg = segmentation.GetNthSegment(i)
+            names = []
+            seg.GetContainedRepresentationNames(names)
+            reps.append((segmentation.GetNthSegmentID(i), seg.GetName(), tuple(sorted(names))))
+        return ("segmentation", segmentation.GetMTime(), tuple(reps), node.GetNumberOfDisplayNodes())
+    array, geometry = array_from_volume_node(node)
+    return (
+        array.tobytes(), array.dtype.str, geometry, node.GetImageData().GetMTime(), node.GetNumberOfDisplayNodes(),
+        node.GetName(), tuple(node.GetAttributeNames()), node.GetParentTransformNode(),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ran():
+    scene, nodes = make_scene()
+    before = {k: snapshot(n) for k, n in nodes.items()}
+    session = LesionSession(scene, nodes["flair"], nodes["t1"], MODEL, SETTINGS, nodes["gt"])
+    result = session.run()
+    return scene, nodes, session, result, before
+
+
+def test_run_makes_one_segment_per_instance_with_its_voxels(ran):
+    scene, nodes, session, result, _ = ran
+    _, lesions, gt = subject()[1:]
+    instances = result.instances
+    assert [r.status for r in instances.instances] == ["TP", "TP", "FN"]
+    assert np.array_equal(instances.labels > 0, gt)  # detector finds exactly the two bright cubes; FN = the third
+    segmentation = session.segmentation_node.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == len(instances.ids) == 3
+    labels_out = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    for row in instances.instances:
+        segment_id = session.segment_id(row.id)
+        segment = segmentation.GetSegment(segment_id)
+        assert segment.GetName().startswith(f"Lesion {row.id} · {row.status} · ")
+        assert segment.GetName().endswith("mm³")
+        assert lesion_of_segment(session.segmentation_node, segment_id) == row.id
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(segment_id)
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            session.segmentation_node, ids, labels_out, nodes["flair"]
+        )
+        exported, g = array_from_volume_node(labels_out)
+        assert g.almost_equal(GEOMETRY)
+        assert np.array_equal(exported > 0, instances.labels == row.id), row.id
+    colours = {segmentation.GetSegment(session.segment_id(i)).GetColor() for i in instances.ids}
+    assert len(colours) == 3
+
+
+def test_outputs_share_the_flair_geometry_and_sit_in_one_folder(ran):
+    scene, nodes, session, result, _ = ran
+    for node in (session.labels_node, session.probability_node):
+        array, g = array_from_volume_node(node)
+        assert g.almost_equal(GEOMETRY, atol=1e-9) and array.shape == SHAPE
+    labels, _ = array_from_volume_node(session.labels_node)
+    np.testing.assert_array_equal(labels, result.instances.labels)
+    from LesionXAILib.mrml.hierarchy import folder_children
+
+    children = {n.GetID() for n in folder_children(scene, session.folder_item)}
+    for node in (session.segmentation_node, session.table_node, session.labels_node, session.probability_node):
+        assert node.GetID() in children
+
+
+def test_table_has_one_row_per_instance(ran):
+    _, _, session, result, _ = ran
+    from LesionXAILib.mrml.tables import table_as_rows
+
+    rows = table_as_rows(session.table_node)
+    assert [r["id"] for r in rows] == result.instances.ids
+    assert [r["status"] for r in rows] == [i.status for i in result.instances.instances]
+    for r, inst in zip(rows, result.instances.instances):
+        assert r["volume_mm3"] == pytest.approx(inst.volume_mm3)
+        assert r["voxels"] == inst.voxels
+    assert [r["id"] for r in session.table_rows()] == result.instances.ids
+    keys = {"id", "status", "voxels", "volume_mm3", "mean_probability", "flair_share", "context_needed_mm",
+            "context_status", "centroid_ras"}  # fmt: skip
+    assert keys <= set(session.lesion_statistics(1))
+
+
+def test_lesion_at_finds_each_lesion_and_none_elsewhere(ran):
+    _, _, session, result, _ = ran
+    matrix = GEOMETRY.ijk_to_ras()
+    for (k, j, i), _ in LESIONS + (MISSED,):
+        ras = matrix @ np.array([i, j, k, 1.0])
+        expected = int(result.instances.labels[k, j, i])
+        assert expected > 0 and session.lesion_at(ras[:3]) == expected
+        # a quarter voxel off the centre still hits it (nearest voxel, not truncation)
+        off = matrix @ np.array([i + 0.4, j - 0.4, k + 0.4, 1.0])
+        assert session.lesion_at(off[:3]) == expected
+    assert session.lesion_at((matrix @ np.array([4, 4, 4, 1.0]))[:3]) is None
+    assert session.lesion_at((matrix @ np.array([-5, 0, 0, 1.0]))[:3]) is None
+    with pytest.raises(ParameterError):
+        session.lesion_at((1.0, float("nan"), 0.0))
+
+
+def test_select_sets_layers_overlays_chart_and_second_selection_comes_from_cache(ran):
+    scene, nodes, session, result, _ = ran
+    hits = session.cache.hits
+    first = session.select_lesion(2)
+    assert not first.from_cache and session.selected_id == 2
+    composites = views.composite_nodes(scene)
+    assert len(composites) == 3
+    overlay = session.overlay_node("smoothgrad_flair")
+    for c in composites:
+        assert c.GetBackgroundVolumeID() == nodes["flair"].GetID()
+        assert c.GetForegroundVolumeID() == overlay.GetID()
+        assert c.GetLabelVolumeID() == session.labels_node.GetID()
+    for name in OVERLAYS:
+        node = session.overlay_node(name)
+        array, g = array_from_volume_node(node)
+        assert g.almost_equal(GEOMETRY, atol=1e-9) and array.shape == SHAPE
+        if name != "context_shells":
+            np.testing.assert_array_equal(array, first.analysis.explanation.maps[name])
+    shells, _ = array_from_volume_node(session.overlay_node("context_shells"))
+    np.testing.assert_array_equal(shells, first.curve.shells(GEOMETRY))
+    assert session.overlay_node("context_shells").IsA("vtkMRMLLabelMapVolumeNode")
+    # slices centred on the lesion
+    centroid = np.array(result.instances.get(2).centroid_ras)
+    for node in views.slice_nodes(scene):
+        m = node.GetSliceToRAS()
+        assert np.allclose([m.GetElement(r, 3) for r in range(3)], centroid)
+    # chart: series of the curve table
+    chart = session.chart_node
+    assert chart.GetNumberOfPlotSeriesNodes() == 4
+    for n in range(chart.GetNumberOfPlotSeriesNodes()):
+        series = chart.GetNthPlotSeriesNode(n)
+        assert series.GetTableNodeID() == session.curve_table_node.GetID()
+        assert series.GetXColumnName() == "radius_mm"
+    assert session.curve_table_node.GetTable().GetNumberOfRows() == len(first.curve.radii_mm)
+    # the table row now carries the computed statistics
+    from LesionXAILib.mrml.tables import table_as_rows
+
+    row = next(r for r in table_as_rows(session.table_node) if r["id"] == 2)
+    assert row["context_status"] == first.curve.status
+    assert row["flair_share"] == pytest.approx(first.statistics["flair_share"])
+    # second selection: from the cache, same analysis object, one more cache hit, no recomputation
+    assert session.is_cached(2)
+    second = session.select_lesion(2, "gradcampp")
+    assert second.from_cache and second.analysis is first.analysis
+    assert session.cache.hits == hits + 1
+    for c in composites:
+        assert c.GetForegroundVolumeID() == session.overlay_node("gradcampp").GetID()
+    session.set_overlay("context_shells")
+    assert composites[0].GetForegroundVolumeID() == session.overlay_node("context_shells").GetID()
+
+
+def test_maps_are_those_of_analyse_lesion(ran):
+    _, _, session, result, _ = ran
+    mine = session.compute_lesion(1)
+    direct = analyse_lesion(MODEL, result, 1, SETTINGS.analysis_settings())
+    for key, arr in direct.explanation.maps.items():
+        np.testing.assert_allclose(mine.analysis.explanation.maps[key], arr, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(mine.curve.detected, direct.curve.detected)
+    assert mine.statistics["context_needed_mm"] == direct.curve.context_needed_mm
+
+
+def test_legends_match_the_display_windows(ran):
+    _, _, session, _, _ = ran
+    session.select_lesion(1)
+    signed = session.legend("smoothgrad_flair")
+    assert signed["min"] == pytest.approx(-signed["max"]) and signed["max"] > 0
+    assert signed["colors"][0][0] == pytest.approx(signed["min"]) and signed["colors"][-1][0] == pytest.approx(signed["max"])
+    display = session.overlay_node("smoothgrad_flair").GetDisplayNode()
+    assert not display.GetAutoWindowLevel()
+    assert display.GetWindowLevelMin() == pytest.approx(signed["min"])
+    cam = session.legend("gradcampp")
+    assert cam["min"] == 0.0 and cam["max"] > 0
+    shells = session.legend("context_shells")
+    assert shells["units"] == "mm" and [v for v, _ in shells["colors"]] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_inputs_are_never_modified(ran):
+    scene, nodes, session, _, before = ran
+    session.select_lesion(3)
+    session.set_overlay("smoothgrad_mprage")
+    for key, node in nodes.items():
+        assert snapshot(node) == before[key], key
+
+
+def test_compute_lesion_runs_in_a_worker_without_touching_the_scene(ran):
+    scene, _, session, _, _ = ran
+    session.settings = SETTINGS.replace(seed=11)  # new key: a real computation
+    assert not session.is_cached(1)
+    nodes_before = scene.GetNumberOfNodes()
+    mtimes = {n.GetID(): n.GetMTime() for n in session.output_nodes()}
+    out = {}
+    worker = threading.Thread(target=lambda: out.setdefault("r", session.compute_lesion(1)))
+    worker.start()
+    worker.join()
+    assert not out["r"].from_cache
+    assert scene.GetNumberOfNodes() == nodes_before
+    assert {n.GetID(): n.GetMTime() for n in session.output_nodes()} == mtimes
+    session.show_lesion(out["r"])
+    assert session.selected_id == 1
+    session.settings = SETTINGS
+
+
+def test_settings_and_input_changes_invalidate_the_cache():
+    scene, nodes = make_scene()
+    session = LesionSession(scene, nodes["flair"], nodes["t1"], MODEL, SETTINGS, nodes["gt"], cache=ResultCache())
+    session.run()
+    session.select_lesion(1)
+    assert session.is_cached(1)
+    session.settings = SETTINGS.replace(samples=3)
+    assert not session.is_cached(1)
+    assert not session.select_lesion(1).from_cache
+    session.settings = SETTINGS  # back to the first settings: their entry is still there
+    assert session.is_cached(1)
+    session.settings = SETTINGS.replace(threshold=0.7)
+    with pytest.raises(ParameterError, match="run"):
+        session.compute_lesion(1)
+    session.settings = SETTINGS
+    key = session.key
+    flair, _ = array_from_volume_node(nodes["flair"])
+    flair[0, 0, 0] = 5.0  # edit a copy, then write it back: the input node changed
+    update_volume_node(nodes["flair"], flair, GEOMETRY)
+    with pytest.raises(InputImageError, match="changed"):
+        session.select_lesion(1)
+    session.run()
+    assert session.key != key and not session.is_cached(1)
+
+
+def test_ground_truth_segmentation_gives_the_same_statuses_and_stays_untouched():
+    scene, nodes = make_scene("segmentation")
+    before = snapshot(nodes["gt"])
+    session = LesionSession(scene, nodes["flair"], nodes["t1"], MODEL, SETTINGS, nodes["gt"])
+    result = session.run()
+    assert [r.status for r in result.instances.instances] == ["TP", "TP", "FN"]
+    assert snapshot(nodes["gt"]) == before
+    assert scene.GetFirstNodeByName("LesionXAI temporary ground truth") is None
+
+
+def test_bad_inputs_and_unknown_ids_give_clear_errors():
+    scene, nodes = make_scene()
+    with pytest.raises(InputImageError, match="same node"):
+        LesionSession(scene, nodes["flair"], nodes["flair"], MODEL)
+    with pytest.raises(InputImageError, match="scalar volume"):
+        LesionSession(scene, nodes["gt"], nodes["t1"], MODEL)
+    other = slicer.vtkMRMLScene()
+    with pytest.raises(InputImageError, match="not in this scene"):
+        LesionSession(other, nodes["flair"], nodes["t1"], MODEL)
+    session = LesionSession(scene, nodes["flair"], nodes["t1"], MODEL, SETTINGS)
+    with pytest.raises(ParameterError, match="run"):
+        session.compute_lesion(1)
+    assert session.lesion_at((0, 0, 0)) is None and session.instance_ids == []
+    result = session.run()
+    assert [r.status for r in result.instances.instances] == ["predicted", "predicted"]
+    assert session.segmentation_node.GetSegmentation().GetSegment(session.segment_id(1)).GetName().startswith("Lesion 1 · ")
+    with pytest.raises(InstanceError, match="valid ids: 1, 2"):
+        session.select_lesion(9)
+    with pytest.raises(ParameterError, match="unknown overlay"):
+        session.select_lesion(1, "saliency")
+    with pytest.raises(ParameterError, match="select"):
+        session.set_overlay("gradcampp")
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        session.compute_lesion(1, cancel=token)
+    assert not session.is_cached(1)
+    with pytest.raises(ParameterError):
+        SessionSettings(threshold=1.5)
+    with pytest.raises(ParameterError):
+        SessionSettings(methods=("nope",))
+
+
+def test_remove_outputs_leaves_only_the_inputs():
+    scene, nodes = make_scene()
+    session = LesionSession(scene, nodes["flair"], nodes["t1"], MODEL, SETTINGS, nodes["gt"])
+    session.run()
+    session.select_lesion(1)
+    outputs = [n.GetID() for n in session.output_nodes()]
+    session.remove_outputs()
+    assert all(scene.GetNodeByID(i) is None for i in outputs)
+    for node in nodes.values():
+        assert scene.GetNodeByID(node.GetID()) is node
