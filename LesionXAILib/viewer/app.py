@@ -85,6 +85,7 @@ class LesionViewer:
         self.pending_id: Optional[int] = None
         self.url: Optional[str] = None
         self.ready = threading.Event()
+        self.cancelled: list[int] = []  # lesion ids whose computation a newer request cancelled (latest 50)
         self._request_started: dict[int, float] = {}
         self._on_ready_callbacks: list[Callable[[str], None]] = []
         self._init_state()
@@ -283,6 +284,7 @@ class LesionViewer:
     def _on_cancelled(self, request: LesionRequest) -> None:
         self._request_started.pop(request.serial, None)
         log.info("lesion %d: computation cancelled", request.lesion_id)
+        self.cancelled = (self.cancelled + [int(request.lesion_id)])[-50:]
         if self.worker is not None and not self.worker.busy:
             with self.state:
                 self.state.lx_busy = False
@@ -430,6 +432,7 @@ class LesionViewer:
             "title": self.state.lx_title,
             "error": self.state.lx_error,
             "clicks": self.clicks,
+            "cancelled": list(self.cancelled),
             "last_click": self.last_click,
             "lesion_ids": [] if session is None else [int(i) for i in session.instance_ids],
             "timings": {
