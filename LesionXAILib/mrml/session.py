@@ -408,6 +408,7 @@ class LesionSession:
             "context_needed_mm": None,
             "context_needed_beyond_max_radius": None,
             "context_status": None,
+            "context_description": None,
             "centroid_ras": tuple(float(v) for v in row.centroid_ras),
             "name": segments.lesion_name(row),
             "computed": False,
@@ -428,6 +429,7 @@ class LesionSession:
                 analysis.curve.context_needed_mm is not None and np.isinf(analysis.curve.context_needed_mm)
             )
             stats["context_status"] = analysis.curve.status
+            stats["context_description"] = analysis.curve.description
         stats["computed"] = True
         return stats
 

@@ -1,0 +1,100 @@
+"""The Logic end to end on a phantom in a real slicer-core scene with the shipped demo model.
+
+Exactly what LesionXAI.py's LesionXAITest runs inside Slicer: the same ModuleLogic calls (the desktop
+Logic only forwards to it) and the same checks from LesionXAILib.mrml.selftest, once on the phantom's
+own grid and once with its voxels on an oblique, anisotropic grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from LesionXAILib.mrml import selftest, views
+from LesionXAILib.mrml.module_logic import ModuleLogic
+from LesionXAILib.resources import resources_dir
+
+pytestmark = [
+    pytest.mark.slicer,
+    pytest.mark.skipif(
+        not (resources_dir() / "models" / "lesionxai-demo-unet.pt").exists(), reason="demo model not installed"
+    ),
+]
+
+
+def run_case(oblique: bool):
+    scene = slicer.vtkMRMLScene()
+    views.ensure_slice_views(scene)
+    case = selftest.load_phantom_case(scene, oblique=oblique)
+    before = selftest.snapshot_inputs(case)
+    logic = ModuleLogic(scene)
+    session = logic.run(case.flair, case.t1, case.ground_truth, "", selftest.SELFTEST_SETTINGS)
+    return case, before, logic, session
+
+
+@pytest.fixture(scope="module")
+def axial():
+    return run_case(oblique=False)
+
+
+@pytest.fixture(scope="module")
+def oblique():
+    return run_case(oblique=True)
+
+
+@pytest.mark.parametrize("which", ["axial", "oblique"])
+def test_run_select_and_cache_end_to_end(which, request):
+    case, before, logic, session = request.getfixturevalue(which)
+    selftest.check_run(session, case)
+    counts = selftest.check_lesion_at(session, case)
+    assert counts["checked"] >= 3
+    lesion_id = selftest.detected_lesion(session)
+    hits = session.cache.hits
+    if which == "oblique":  # by click position, as the desktop module does
+        first = logic.select_at(selftest.click_point(session, lesion_id))
+        assert first is not None and first.lesion_id == lesion_id
+    else:
+        first = logic.select_lesion(lesion_id)
+    second = logic.select_lesion(lesion_id)
+    selftest.check_selection(session, case, first, second, hits)
+    selftest.check_inputs_unchanged(case, before)
+    assert logic.select_at((1e4, 1e4, 1e4)) is None  # a click on nothing selects nothing
+    assert session.selected_id == lesion_id
+
+
+def test_oblique_grid_gives_the_same_lesions_in_the_right_place(axial, oblique):
+    """Same voxels on another grid: same instances, and their RAS follow the oblique matrix."""
+    a, o = axial[3].result.instances, oblique[3].result.instances
+    np.testing.assert_array_equal(a.labels, o.labels)
+    matrix = selftest.node_ijk_to_ras(oblique[0].flair)
+    for row in o.instances:
+        expected = matrix @ np.array([*row.centroid_ijk, 1.0])
+        np.testing.assert_allclose(row.centroid_ras, expected[:3], atol=1e-6)
+        volume = row.voxels * float(np.prod(selftest.OBLIQUE_SPACING))
+        assert row.volume_mm3 == pytest.approx(volume)
+
+
+def test_demo_model_finds_most_phantom_lesions(axial):
+    """The self-test is meaningful only if the model detects lesions: most ground-truth lesions are TP-covered."""
+    case, _, _, session = axial
+    instances = session.result.instances
+    assert instances.metrics is not None and instances.metrics.gt_lesions >= 3
+    assert instances.metrics.recall >= 0.6, instances.metrics
+
+
+def test_logic_reuses_the_session_when_only_settings_change(oblique):
+    case, before, logic, session = oblique
+    nodes = [session.segmentation_node.GetID(), session.table_node.GetID(), session.labels_node.GetID()]
+    assert logic.model("") is logic.model(".")  # loaded once
+    again = logic.run(case.flair, case.t1, case.ground_truth, "", selftest.SELFTEST_SETTINGS.replace(min_size=20))
+    assert again is session
+    assert [session.segmentation_node.GetID(), session.table_node.GetID(), session.labels_node.GetID()] == nodes
+    assert all(r.voxels >= 20 for r in session.result.instances.instances if r.status != "FN")
+    # other inputs for the same FLAIR: a new session replaces the old outputs instead of piling them up
+    fresh = logic.run(case.flair, case.t1, None, "", selftest.SELFTEST_SETTINGS)
+    assert fresh is not session and fresh.cache is session.cache
+    assert all(case.scene.GetNodeByID(i) is None for i in nodes)
+    assert {r.status for r in fresh.result.instances.instances} == {"predicted"}
+    selftest.check_inputs_unchanged(case, before)

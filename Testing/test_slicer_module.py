@@ -1,0 +1,202 @@
+"""Static checks of the Slicer module file LesionXAI/LesionXAI.py (desktop Slicer cannot run here).
+
+The module's Logic must only forward to LesionXAILib.mrml.module_logic.ModuleLogic and its self-test
+must drive that Logic through the same checks as Testing/test_mrml_phantom.py; these tests read the
+file's syntax tree to prove it: every name it uses on the UI, the core, the self-test helpers and
+the parameter node exists on the other side.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = ROOT / "LesionXAI" / "LesionXAI.py"
+UI = ROOT / "LesionXAI" / "Resources" / "UI" / "LesionXAI.ui"
+TREE = ast.parse(MODULE.read_text(), filename=str(MODULE))
+CLASSES = {node.name: node for node in TREE.body if isinstance(node, ast.ClassDef)}
+# standard library and what Slicer provides: the only modules LesionXAI.py may import at load time
+ALLOWED_TOP_IMPORTS = {"os", "platform", "sys", "time", "pathlib", "typing", "qt", "vtk", "ctk", "slicer",
+                       "slicer.i18n", "slicer.parameterNodeWrapper", "slicer.ScriptedLoadableModule", "slicer.util"}  # fmt: skip
+
+
+def base_names(cls: ast.ClassDef) -> list[str]:
+    return [b.id if isinstance(b, ast.Name) else ast.unparse(b) for b in cls.bases]
+
+
+def methods(cls: ast.ClassDef) -> dict[str, ast.FunctionDef]:
+    return {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+
+
+def ui_widgets() -> dict[str, ET.Element]:
+    return {w.get("name"): w for w in ET.parse(UI).getroot().iter("widget")}
+
+
+def test_module_file_parses_and_classes_follow_the_template_names():
+    assert base_names(CLASSES["LesionXAI"]) == ["ScriptedLoadableModule"]
+    assert base_names(CLASSES["LesionXAIWidget"]) == ["ScriptedLoadableModuleWidget", "VTKObservationMixin"]
+    assert base_names(CLASSES["LesionXAILogic"]) == ["ScriptedLoadableModuleLogic"]
+    assert base_names(CLASSES["LesionXAITest"]) == ["ScriptedLoadableModuleTest"]
+    decorators = [ast.unparse(d) for d in CLASSES["LesionXAIParameterNode"].decorator_list]
+    assert decorators == ["parameterNodeWrapper"]
+    widget = methods(CLASSES["LesionXAIWidget"])
+    for name in ("setup", "cleanup", "enter", "exit", "onSceneStartClose", "onSceneEndClose",
+                 "initializeParameterNode", "setParameterNode", "onApplyButton"):  # fmt: skip
+        assert name in widget, name
+    assert {"runTest", "setUp"} <= set(methods(CLASSES["LesionXAITest"]))
+    text = MODULE.read_text()
+    assert 'self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]' in text
+    assert "2406.09335" in text and "Spagnolo" in text  # acknowledgement names the anchor paper
+
+
+def test_every_ui_name_used_exists_in_the_ui_file():
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text()))
+    widgets = ui_widgets()
+    assert used, "the widget uses no .ui names?"
+    missing = sorted(used - set(widgets))
+    assert not missing, f"LesionXAI.py uses self.ui.{missing} but LesionXAI.ui has no such widget"
+
+
+def test_ui_parameter_bindings_match_the_parameter_node():
+    fields = {
+        n.target.id: ast.unparse(n.annotation)
+        for n in CLASSES["LesionXAIParameterNode"].body
+        if isinstance(n, ast.AnnAssign)
+    }
+    bound = {}
+    for name, widget in ui_widgets().items():
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[prop.find("string").text] = (name, widget.get("class"))
+    assert set(bound) <= set(fields), f"UI binds unknown parameters {set(bound) - set(fields)}"
+    expected = {"flairVolume", "mprageVolume", "groundTruth", "modelPath", "threshold", "minSize", "methodSmoothGrad",
+                "methodGradCamPP", "samples", "seed", "maxRadius", "selectedLesion", "overlay"}  # fmt: skip
+    assert expected <= set(bound), f"parameters without a widget: {expected - set(bound)}"
+    kinds = {"vtkMRMLScalarVolumeNode": "qMRMLNodeComboBox", "bool": "QCheckBox", "Path": "ctkPathLineEdit"}
+    for parameter, (widget, cls) in bound.items():
+        annotation = fields[parameter]
+        if annotation in kinds:
+            assert cls == kinds[annotation], (parameter, cls)
+        if annotation.startswith("Union["):
+            assert cls == "qMRMLNodeComboBox"
+        if "Choice" in annotation:
+            assert cls == "QComboBox"
+
+
+def test_overlay_choices_are_the_bridge_overlays():
+    from LesionXAILib.mrml.session import OVERLAYS
+
+    assign = next(n for n in TREE.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "OVERLAY_CHOICES")
+    assert tuple(ast.literal_eval(assign.value)) == OVERLAYS
+
+
+def test_module_import_needs_no_engine_dependencies():
+    """Nothing heavy (torch, MONAI, LesionXAILib's engine) is imported when Slicer loads the module."""
+    for node in TREE.body:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module]
+        else:
+            continue
+        assert set(names) <= ALLOWED_TOP_IMPORTS, names
+    calls = [ast.unparse(n.value) for n in TREE.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    assert calls == ["_ensureLibraryOnPath()"]
+
+
+def test_logic_only_forwards_to_module_logic():
+    """Every LesionXAILogic method that works on data calls ModuleLogic (or a LesionXAILib helper) that exists."""
+    slicer = pytest.importorskip("slicer")
+    from LesionXAILib.mrml import module_logic
+
+    core = module_logic.ModuleLogic(slicer.vtkMRMLScene())
+    core_methods = set(dir(core))  # methods and instance attributes (session, cache, scene)
+    logic = methods(CLASSES["LesionXAILogic"])
+    forwarded = {}
+    for name, fn in logic.items():
+        for call in ast.walk(fn):
+            if isinstance(call, ast.Attribute) and isinstance(call.value, ast.Call) and ast.unparse(call.value) == "self.core()":
+                forwarded.setdefault(name, set()).add(call.attr)
+    for name, attrs in forwarded.items():
+        assert attrs <= core_methods, f"LesionXAILogic.{name} calls ModuleLogic.{attrs - core_methods}"
+    expected = {"process": "run", "lesionAt": "lesion_at", "selectLesion": "select_lesion", "selectLesionAt": "select_at",
+                "setOverlay": "set_overlay", "tableRows": "table_rows", "legendText": "legend"}  # fmt: skip
+    for camel, snake in expected.items():
+        assert snake in forwarded.get(camel, set()), f"LesionXAILogic.{camel} does not forward to ModuleLogic.{snake}"
+    imported = set()
+    for fn in logic.values():
+        for node in ast.walk(fn):
+            if isinstance(node, ast.ImportFrom) and node.module.startswith("LesionXAILib"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(module, alias.name):  # a submodule
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    imported.add(alias.name)
+    assert {"ModuleLogic", "settings_from_parameters"} <= imported
+    # the Logic never touches Qt
+    assert not [n for n in ast.walk(CLASSES["LesionXAILogic"]) if isinstance(n, ast.Name) and n.id in ("qt", "ctk")]
+
+
+def test_self_test_drives_the_logic_through_the_shared_checks():
+    """LesionXAITest calls LesionXAILogic methods that exist and the selftest helpers pytest also runs."""
+    from LesionXAILib.mrml import selftest
+
+    logic_methods = set(methods(CLASSES["LesionXAILogic"]))
+    tests = {n: f for n, f in methods(CLASSES["LesionXAITest"]).items() if n.startswith("test_")}
+    assert set(tests) == {"test_LesionXAI_EndToEnd", "test_LesionXAI_ObliqueGeometry"}
+    run_test = ast.unparse(methods(CLASSES["LesionXAITest"])["runTest"])
+    for name in tests:
+        assert f"self.{name}()" in run_test
+    required = {"load_phantom_case", "snapshot_inputs", "check_run", "check_lesion_at", "detected_lesion",
+                "check_selection", "check_inputs_unchanged"}  # fmt: skip
+    for name, fn in tests.items():
+        called_logic, called_selftest = set(), set()
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                owner = ast.unparse(node.func.value)
+                if owner == "logic":
+                    called_logic.add(node.func.attr)
+                elif owner == "selftest":
+                    called_selftest.add(node.func.attr)
+        assert called_logic and called_logic <= logic_methods, (name, called_logic - logic_methods)
+        assert "process" in called_logic
+        assert required <= called_selftest, (name, required - called_selftest)
+        for helper in called_selftest:
+            assert callable(getattr(selftest, helper, None)), f"selftest.{helper} does not exist"
+        assert "selftest.SELFTEST_SETTINGS" in ast.unparse(fn)
+
+
+def test_click_handling_uses_the_tested_detector_and_the_crosshair():
+    widget = ast.unparse(CLASSES["LesionXAIWidget"])
+    assert "ClickDetector()" in widget and "GetCursorPositionRAS" in widget
+    assert "vtkMRMLCrosshairNode" in widget and "LeftButtonReleaseEvent" in widget
+    # observers feed events and never abort them (window/level dragging keeps working)
+    assert "SetAbortFlag" not in widget
+
+
+def test_dependencies_are_installed_only_on_request():
+    logic = ast.unparse(CLASSES["LesionXAILogic"])
+    assert "slicer.app.testingEnabled()" in logic
+    assert "pip_ensure" in logic and "slicer.util.pip_install" in logic
+    module_level = [ast.unparse(n) for n in TREE.body if not isinstance(n, (ast.ClassDef, ast.FunctionDef))]
+    assert not any("pip" in line for line in module_level)
+    widget = ast.unparse(CLASSES["LesionXAIWidget"])
+    assert "confirmOkCancelDisplay" in widget  # asks before installing
+
+
+@pytest.mark.parametrize("path", ["Resources/Icons/LesionXAI.png", "Resources/UI/LesionXAI.ui", "Resources/requirements.txt"])
+def test_module_resources_exist(path):
+    assert (ROOT / "LesionXAI" / path).is_file()
+
+
+def test_icon_is_a_128_pixel_png():
+    from PIL import Image
+
+    with Image.open(ROOT / "LesionXAI" / "Resources" / "Icons" / "LesionXAI.png") as im:
+        assert im.format == "PNG" and im.size == (128, 128)

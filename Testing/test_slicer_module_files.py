@@ -1,0 +1,148 @@
+"""The extension's CMake files list every script and resource, and the installed layout is importable.
+
+LesionXAI/CMakeLists.txt is configured by real CMake inside a throw-away project whose Slicer/CTK
+macros only record their arguments (Slicer itself cannot be installed here); the recorded lists are
+compared with the files on disk, then laid out the way ctkMacroCompilePythonScript copies them (each
+path relative to its source dir, under qt-scripted-modules) and imported from there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "LesionXAI"
+LIB_DIR = "lib/Slicer-5.12/qt-scripted-modules"
+
+RECORDER = """
+cmake_minimum_required(VERSION 3.16)
+project(LesionXAIFileCheck NONE)
+set(Slicer_QTSCRIPTEDMODULES_LIB_DIR {lib})
+set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR {lib})
+foreach(name slicerMacroBuildScriptedModule ctkMacroCompilePythonScript slicer_add_python_unittest)
+  cmake_language(EVAL CODE "function(${{name}})
+    file(APPEND \\"${{OUT}}\\" \\"${{name}}|\\${{CMAKE_CURRENT_SOURCE_DIR}}|\\${{ARGN}}\\\\n\\")
+  endfunction()")
+endforeach()
+set(BUILD_TESTING ON)
+add_subdirectory("{module}" module)
+"""
+KEYWORDS = {"NAME", "TARGET_NAME", "SCRIPTS", "RESOURCES", "SOURCE_DIR", "DESTINATION_DIR", "INSTALL_DIR", "SCRIPT",
+            "SLICER_ARGS", "WITH_GENERIC_TESTS", "NO_INSTALL_SUBDIR", "WITH_SUBDIR", "GLOBAL_TARGET"}  # fmt: skip
+
+
+def parse_args(args: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    key = None
+    for a in args:
+        if a in KEYWORDS:
+            key = a
+            out.setdefault(key, [])
+        elif key is not None:
+            out[key].append(a)
+    return out
+
+
+@pytest.fixture(scope="module")
+def calls(tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed")
+    tmp = tmp_path_factory.mktemp("cmake")
+    (tmp / "src").mkdir()
+    (tmp / "src" / "CMakeLists.txt").write_text(RECORDER.format(lib=LIB_DIR, module=MODULE_DIR.as_posix()))
+    out = tmp / "calls.txt"
+    done = subprocess.run(["cmake", "-S", str(tmp / "src"), "-B", str(tmp / "build"), f"-DOUT={out}"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    recorded = {}
+    for line in out.read_text().splitlines():
+        name, source_dir, args = line.split("|", 2)
+        recorded[name] = (Path(source_dir), parse_args(args.split(";")), tmp / "build")
+    return recorded
+
+
+def package_files() -> list[str]:
+    return sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "LesionXAILib").rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_module_is_built_with_its_script_resources_and_generic_tests(calls):
+    source, args, _ = calls["slicerMacroBuildScriptedModule"]
+    assert args["NAME"] == ["LesionXAI"] and args["SCRIPTS"] == ["LesionXAI.py"]
+    assert "WITH_GENERIC_TESTS" in args
+    assert set(args["RESOURCES"]) == {"Resources/Icons/LesionXAI.png", "Resources/UI/LesionXAI.ui", "Resources/requirements.txt"}
+    on_disk = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()}
+    assert on_disk == set(args["RESOURCES"]), "every file under LesionXAI/Resources must be listed (and only those)"
+
+
+def test_every_engine_file_is_installed_beside_the_module(calls):
+    source, args, build = calls["ctkMacroCompilePythonScript"]
+    assert args["TARGET_NAME"] == ["LesionXAILib"]
+    assert Path(args["SOURCE_DIR"][0]).resolve() == ROOT
+    assert sorted(args["SCRIPTS"]) == package_files()
+    assert args["RESOURCES"] == ["Resources/models/lesionxai-demo-unet.pt"]
+    assert (ROOT / args["RESOURCES"][0]).is_file()
+    # same destination as the module itself: LesionXAILib/ and Resources/ end up next to LesionXAI.py
+    assert Path(args["DESTINATION_DIR"][0]) == build / LIB_DIR
+    assert args["INSTALL_DIR"] == [LIB_DIR] and "NO_INSTALL_SUBDIR" in args
+
+
+def test_self_test_is_registered_with_slicer_add_python_unittest(calls):
+    source, args, _ = calls["slicer_add_python_unittest"]
+    assert source == MODULE_DIR / "Testing" / "Python"
+    assert Path(args["SCRIPT"][0]).resolve() == MODULE_DIR / "LesionXAI.py"
+    assert "--no-main-window" in args["SLICER_ARGS"]
+
+
+def test_installed_layout_imports_the_bridge_and_finds_the_demo_model(calls, tmp_path):
+    """Copy files as the macros would, then import the copy in a fresh interpreter (nothing from the checkout)."""
+    _, module_args, _ = calls["slicerMacroBuildScriptedModule"]
+    _, lib_args, _ = calls["ctkMacroCompilePythonScript"]
+    dest = tmp_path / LIB_DIR
+    for rel in module_args["SCRIPTS"] + module_args["RESOURCES"]:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(MODULE_DIR / rel, dest / rel)
+    for rel in lib_args["SCRIPTS"] + lib_args["RESOURCES"]:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, dest / rel)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import LesionXAILib, LesionXAILib.mrml.session, LesionXAILib.mrml.module_logic, LesionXAILib.mrml.selftest;"
+        "from LesionXAILib.resources import default_model_path;"
+        "print(LesionXAILib.__file__); print(default_model_path())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LESIONXAI_RESOURCES")}
+    done = subprocess.run([sys.executable, "-c", code, str(dest)], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    lib_file, model = done.stdout.split()
+    assert Path(lib_file).resolve().is_relative_to(dest.resolve())
+    assert Path(model).resolve() == (dest / "Resources" / "models" / "lesionxai-demo-unet.pt").resolve()
+
+
+def test_requirements_match_the_project_dependencies_minus_what_slicer_ships():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    from LesionXAILib.mrml.dependencies import BUNDLED_WITH_SLICER, normalize_name, read_requirements
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    bundled = {normalize_name(b) for b in BUNDLED_WITH_SLICER}
+    expected = sorted(r.replace(" ", "") for r in project if normalize_name(re.split(r"[<>=!~ ]", r)[0]) not in bundled)
+    assert sorted(read_requirements(MODULE_DIR / "Resources" / "requirements.txt")) == expected
+
+
+def test_top_level_cmake_is_a_complete_extension():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    for pattern in (r"project\(LesionXAI\)", r"find_package\(Slicer REQUIRED\)", r"include\(\$\{Slicer_USE_FILE\}\)",
+                    r"add_subdirectory\(LesionXAI\)", r"include\(\$\{Slicer_EXTENSION_GENERATE_CONFIG\}\)",
+                    r"include\(\$\{Slicer_EXTENSION_CPACK\}\)"):  # fmt: skip
+        assert re.search(pattern, text), pattern
+    for var in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+        assert re.search(rf'set\(EXTENSION_{var} "[^"]+"\)', text), var
+    icon = re.search(r'EXTENSION_ICONURL "[^"]*/main/([^"]+)"', text).group(1)
+    assert (ROOT / icon).is_file(), f"icon URL points at {icon}, which is not in the repository"
