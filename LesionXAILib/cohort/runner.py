@@ -117,7 +117,7 @@ def run_cohort(
 
     def finished(outcome: SubjectOutcome) -> None:
         outcomes[outcome.subject] = outcome
-        if outcome.state == FAILED:
+        if outcome.state == FAILED and on_outcome is None:  # a caller with on_outcome reports it itself
             log.warning("cohort: subject %s failed: %s", outcome.subject, outcome.error)
         if on_outcome is not None:
             on_outcome(outcome)
@@ -147,7 +147,13 @@ def run_cohort(
 
 
 def _check_out_not_an_input(out: Path, subjects: Sequence[Subject]) -> None:
+    from LesionXAILib.cohort.subjects import subject_from_folder
+
     resolved = out.resolve()
+    if out.is_dir():
+        held = subject_from_folder(out)
+        if held is not None and (held.flair or held.t1):
+            raise ParameterError(f"output '{out}' holds the input image '{held.flair or held.t1}'; choose another --out")
     for s in subjects:
         for p in (s.flair, s.t1, s.gt):
             if p and Path(p).resolve().parent == resolved:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from typing import Optional
 
 from LesionXAILib.cli.common import add_model_arguments, add_segmentation_arguments, segmentation_settings_from_args
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     def plan(to_compute: int, total: int) -> None:
         bar.reset(total=max(to_compute, 1))
         if to_compute < total:
-            bar.write(f"lesionxai: {total - to_compute} of {total} subjects finished earlier; computing {to_compute}")
+            bar.write(f"lesionxai: {total - to_compute} of {total} subjects finished earlier; computing {to_compute}", file=sys.stderr)
 
     def progress(fraction: float, message: str) -> None:
         target = round(fraction * bar.total, 3)
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_outcome(outcome) -> None:
         if outcome.state == "failed":
-            bar.write(f"lesionxai: subject {outcome.subject} failed (skipped): {outcome.error}")
+            bar.write(f"lesionxai: subject {outcome.subject} failed (skipped): {outcome.error}", file=sys.stderr)
 
     try:
         result = run_cohort(args.input, args.out, settings, spec, workers=workers, scheduler=args.scheduler,
