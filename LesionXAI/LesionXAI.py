@@ -229,21 +229,23 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._select(int(self.ui.lesionTable.item(row, 0).text()))
 
     def onOverlayChanged(self, index: int) -> None:
-        if self.logic.selectedLesion() is not None:
+        # read the combo box itself: this slot may run before the parameter node has been updated
+        if self.logic.selectedLesion() is not None and 0 <= index < len(OVERLAY_CHOICES):
             with slicer.util.tryWithErrorDisplay(_("This overlay is not available."), waitCursor=False):
-                self.logic.setOverlay(self._parameterNode.overlay)
-                self._showLegend()
+                self.logic.setOverlay(OVERLAY_CHOICES[index])
+                self.ui.legendLabel.text = self.logic.legendText(OVERLAY_CHOICES[index])
 
     def _select(self, lesionId: int) -> None:
         if not lesionId or not self.logic.hasResults():
             return
         result = self._runWithProgress(
             _("Explaining lesion {id}").format(id=lesionId), _("LesionXAI could not explain this lesion."),
-            lambda progress, cancel: self.logic.selectLesion(lesionId, self._parameterNode.overlay, progress, cancel),
+            lambda progress, cancel: self.logic.selectLesion(lesionId, self.logic.resolveOverlay(self._parameterNode.overlay), progress, cancel),
         )
         if result is None:
             return
         self._parameterNode.selectedLesion = result.lesion_id
+        self._parameterNode.overlay = self.logic.session().overlay
         self.ui.statisticsLabel.text = self.logic.statisticsText(result.lesion_id)
         self._showLegend()
         slicer.modules.plots.logic().ShowChartInLayout(self.logic.session().chart_node)
@@ -407,6 +409,9 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
 
     def selectedLesion(self):
         return self._core.session.selected_id if self.hasResults() else None
+
+    def resolveOverlay(self, overlay):
+        return self.core().resolve_overlay(overlay)
 
     def setOverlay(self, overlay) -> None:
         self.core().set_overlay(overlay)

@@ -98,3 +98,7 @@ def test_logic_reuses_the_session_when_only_settings_change(oblique):
     assert all(case.scene.GetNodeByID(i) is None for i in nodes)
     assert {r.status for r in fresh.result.instances.instances} == {"predicted"}
     selftest.check_inputs_unchanged(case, before)
+    assert logic.resolve_overlay("smoothgrad_flair") == "smoothgrad_flair"
+    logic.session.settings = selftest.SELFTEST_SETTINGS.replace(methods=("gradcampp",))
+    assert logic.resolve_overlay("smoothgrad_flair") == "gradcampp"  # a stale GUI choice falls back to a computed map
+    assert logic.session.available_overlays() == ("gradcampp", "context_shells")

@@ -126,6 +126,11 @@ class ModuleLogic:
             return None
         return self.select_lesion(lesion_id, overlay, progress, cancel)
 
+    def resolve_overlay(self, overlay: Optional[str]) -> str:
+        """Return ``overlay`` if the current settings produce it, else the session's default (GUI choices may be stale)."""
+        session = self.require_session()
+        return overlay if overlay in session.available_overlays() else session.default_overlay()
+
     def set_overlay(self, overlay: str) -> None:
         """Switch the foreground overlay of the selected lesion."""
         self.require_session().set_overlay(overlay)
