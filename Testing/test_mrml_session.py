@@ -279,6 +279,17 @@ def test_legends_match_the_display_windows(ran):
     assert cam["min"] == 0.0 and cam["max"] > 0
     shells = session.legend("context_shells")
     assert shells["units"] == "mm" and [v for v, _ in shells["colors"]] == [0.0, 1.0, 2.0, 3.0]
+    # a colour-legend display node on the shown overlay, visible only for it
+    session.set_overlay("gradcampp")
+    session.set_overlay("smoothgrad_flair")
+    shown = session.overlay_node("smoothgrad_flair")
+    legends = [shown.GetNthDisplayNode(i) for i in range(shown.GetNumberOfDisplayNodes())]
+    legend = next(n for n in legends if n.IsA("vtkMRMLColorLegendDisplayNode"))
+    assert legend.GetVisibility() and legend.GetPrimaryDisplayNode() is display
+    cam = session.overlay_node("gradcampp")
+    cam_legend = next(cam.GetNthDisplayNode(i) for i in range(cam.GetNumberOfDisplayNodes())
+                      if cam.GetNthDisplayNode(i).IsA("vtkMRMLColorLegendDisplayNode"))  # fmt: skip
+    assert not cam_legend.GetVisibility()
 
 
 def test_inputs_are_never_modified(ran):
