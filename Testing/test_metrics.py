@@ -279,6 +279,12 @@ def test_spearman_matches_ranks_by_hand_and_the_check_flags_a_model_independent_
     x = synthetic_image(SHAPE)[0]  # an "explainer" that returns the image ignores the model: rho = 1
     box = full_box(SHAPE)
     assert compare_maps(x, x, box).spearman == pytest.approx(1.0)
+    # maps that share only their zero region (as ROI gradients beyond the receptive field) are not alike
+    u, v = np.zeros(SHAPE), np.zeros(SHAPE)
+    u[8:12, 8:12, 8:12] = rng.normal(size=(4, 4, 4))
+    v[8:12, 8:12, 8:12] = rng.normal(size=(4, 4, 4))
+    r = compare_maps(u, v, box)
+    assert abs(r.spearman) < 0.3 and spearman(np.abs(u), np.abs(v)) > 0.9  # without the restriction: ~1
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,10 @@ too); any parameter left over (e.g. inside TorchScript modules) is redrawn from 
 trained mean and standard deviation. The draw is seeded and leaves the global torch RNG untouched.
 The same explainer, target and settings then explain the instance with the randomised network, and
 the Spearman rank correlation between the trained and randomised maps is taken over the crop the
-explainer evaluated (signed maps, and their absolute values as Adebayo et al. also report). A map
-that explains the model must change: |rho| near 0 passes, rho near 1 fails.
+explainer evaluated, restricted to the voxels where either map is non-zero (signed maps, and their
+absolute values as Adebayo et al. also report). The restriction matters for ROI gradient maps: both
+are exactly 0 beyond the lesion's receptive field, and those shared ties alone would make any two
+maps look alike. A map that explains the model must change: |rho| near 0 passes, rho near 1 fails.
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare_maps(trained: np.ndarray, randomised: np.ndarray, box: CropBox) -> RandomisationResult:
-    """Return the Spearman correlations of two full-grid maps over the image part of ``box``."""
+    """Return the Spearman correlations of two full-grid maps over the image part of ``box`` where either is non-zero."""
     a = np.asarray(trained)[box.slices]
     b = np.asarray(randomised)[box.slices]
+    support = (a != 0) | (b != 0)
+    a, b = a[support], b[support]
     return RandomisationResult(spearman(a, b), spearman(np.abs(a), np.abs(b)))
