@@ -79,7 +79,7 @@ class LesionXAIParameterNode:
 
     flairVolume: vtkMRMLScalarVolumeNode
     mprageVolume: vtkMRMLScalarVolumeNode
-    groundTruth: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
+    groundTruth: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]]  # a node union needs None
     modelPath: Path  # empty = the bundled demo model
     useModelThreshold: bool = True
     threshold: Annotated[float, WithinRange(0.01, 0.99)] = 0.5

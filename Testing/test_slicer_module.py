@@ -83,8 +83,9 @@ def test_ui_parameter_bindings_match_the_parameter_node():
         annotation = fields[parameter]
         if annotation in kinds:
             assert cls == kinds[annotation], (parameter, cls)
-        if annotation.startswith("Union["):
+        if "Union[" in annotation:
             assert cls == "qMRMLNodeComboBox"
+            assert annotation.startswith("Optional[") or "None" in annotation, "a union of nodes must admit None"
         if "Choice" in annotation:
             assert cls == "QComboBox"
 
