@@ -128,24 +128,6 @@ def _wait_frame_after(page, view: str, wall_time: float, timeout: float = 20.0) 
     time.sleep(0.3)  # a following frame may still be on its way (e.g. the second render of a jump)
 
 
-def _scroll_to(page, server, view: str, ras) -> dict:
-    """Scroll ``view`` with the mouse wheel until its plane passes through ``ras``; return the state."""
-    from LesionXAILib.viewer.harness import ras_to_page, view_image_box
-
-    box = view_image_box(page, view)
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    state = server.state()
-    for _ in range(80):
-        _, _, dz = ras_to_page(state, box, view, ras)
-        if abs(dz) < 0.5:
-            return state
-        offset = state["views"][view]["slice_offset"]
-        page.mouse.wheel(0, -100 if dz > 0 else 100)  # one slice per wheel event; scrolling down lowers the offset
-        # one step at a time: wheel events queue up, so wait for this one before deciding on the next
-        state = server.wait_for(lambda s: s["views"][view]["slice_offset"] != offset, timeout=10)
-    raise AssertionError(f"could not scroll {view} to {ras}")
-
-
 def _crop_around(png: bytes, box: dict, x: float, y: float, half: int = 30) -> np.ndarray:
     from LesionXAILib.viewer.harness import crop
 
@@ -185,10 +167,10 @@ def test_background_click_selects_nothing(server, page, expected):
 
 
 def test_click_on_a_lesion_selects_it_and_shows_its_overlay(server, page, expected):
-    from LesionXAILib.viewer.harness import click, ras_to_page, view_image_box
+    from LesionXAILib.viewer.harness import click, ras_to_page, scroll_to, view_image_box
 
     lesion_id, target = expected["lesion_id"], expected["ras"]
-    state = _scroll_to(page, server, VIEW, target)
+    state = scroll_to(page, server, VIEW, target)
     box = view_image_box(page, VIEW)
     x, y, _ = ras_to_page(state, box, VIEW, target)
     before = page.screenshot()

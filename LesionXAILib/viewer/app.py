@@ -153,8 +153,24 @@ class LesionViewer:
             self.state.lx_summary = summary
             self._refresh_table()
             self._refresh_legend()
+        if self.show_3d:
+            self._show_lesions_in_3d()
         for view in self.slicer_app.view_manager.get_views():
             view.reset_view()
+
+    def _show_lesions_in_3d(self) -> None:
+        """Make the lesion segments visible in the 3D view (surfaces), through the bridge when it offers it."""
+        show = getattr(self.session, "show_in_3d", None)
+        if show is not None:
+            show()
+            return
+        # fallback until the bridge has it: the segmentation node's own closed-surface representation, which
+        # the 3D view's segmentation displayable manager draws (display of the bridge's node, no logic of ours)
+        node = self.session.segmentation_node
+        if node is not None:
+            t = time.perf_counter()
+            node.CreateClosedSurfaceRepresentation()
+            log.info("lesion surfaces for the 3D view in %.2f s", time.perf_counter() - t)
 
     # --------------------------------------------------------------- lifecycle
 
@@ -193,7 +209,7 @@ class LesionViewer:
 
     def on_click(self, click: Click) -> None:
         """Handle a click on a slice view: ask the bridge which lesion is there and select it (or say none is)."""
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
         self.clicks += 1
         lesion_id = self.session.lesion_at(click.ras) if self.session is not None else None
         self.last_click = {
@@ -202,7 +218,7 @@ class LesionViewer:
             "y": click.y,
             "ras": list(click.ras),
             "lesion_id": lesion_id,
-            "wall_time": time.time(),
+            "wall_time": wall0,  # when the click event reached the server (the browser's mouse-up is earlier)
             "serial": self.clicks,
         }
         log.info(

@@ -198,6 +198,38 @@ def frame_times(page: Any) -> dict[str, list]:
     return page.evaluate("() => window.__lx")
 
 
+def lesion_targets(instances: Any) -> dict[int, tuple[float, float, float]]:
+    """Return, per instance id, the RAS centre of its voxel deepest inside it (a safe place to click)."""
+    from scipy import ndimage
+
+    targets = {}
+    for lesion_id in instances.ids:
+        box = instances.bbox_slices(lesion_id, (1, 1, 1))
+        mask = instances.labels[box] == int(lesion_id)
+        depth = ndimage.distance_transform_edt(mask)
+        k, j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        ijk = (i + box[2].start, j + box[1].start, k + box[0].start)
+        ras = instances.geometry.ijk_to_ras_points(np.array([ijk], dtype=float))[0]
+        targets[int(lesion_id)] = (float(ras[0]), float(ras[1]), float(ras[2]))
+    return targets
+
+
+def scroll_to(page: Any, server: ViewerServer, view: str, ras: Sequence[float], max_steps: int = 200) -> dict[str, Any]:
+    """Scroll ``view`` with the mouse wheel, one slice at a time, until its plane passes through ``ras``; return the state."""
+    box = view_image_box(page, view)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    state = server.state()
+    for _ in range(max_steps):
+        _, _, dz = ras_to_page(state, box, view, ras)
+        if abs(dz) < 0.5:
+            return state
+        offset = state["views"][view]["slice_offset"]
+        page.mouse.wheel(0, -100 if dz > 0 else 100)  # one slice per wheel event; scrolling down lowers the offset
+        # wheel events queue up on the server: wait for this one before deciding on the next
+        state = server.wait_for(lambda s: s["views"][view]["slice_offset"] != offset, timeout=10)
+    raise RuntimeError(f"could not scroll {view} to RAS {tuple(ras)}")
+
+
 def crop(png: bytes, box: dict[str, float]) -> np.ndarray:
     """Return the RGB pixels of a full-page PNG screenshot inside ``box`` (page coordinates, device scale 1)."""
     import io

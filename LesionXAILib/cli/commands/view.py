@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s = parser.add_argument_group("server")
     s.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
     s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    s.add_argument("--3d", dest="three_d", action="store_true", help="add a 3D view (slow on a CPU renderer)")
+    s.add_argument("--no-3d", dest="three_d", action="store_false", help="no 3D view of the lesion surfaces (slice views only)")
 
 
 def check_port(host: str, port: int) -> None:
