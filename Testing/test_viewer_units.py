@@ -137,6 +137,7 @@ def make_worker(compute, ui: UiThread, log: list, interval: float = 0.0) -> Lesi
         on_progress=lambda r, f, m: log.append(("progress", r.lesion_id, f)),
         on_cancelled=lambda r: log.append(("cancelled", r.lesion_id)),
         progress_interval_s=interval,
+        on_background=lambda r, v: log.append(("background", r.lesion_id, v)),
     )
 
 
@@ -197,6 +198,45 @@ def test_errors_are_delivered_and_the_worker_keeps_serving():
     assert ("result", 5, "ok") in log
     assert ("progress", 5, 1.0) in log
     assert ui.thread_ids == {threading.get_ident()}  # every callback ran on the 'UI' thread
+
+
+def test_background_precomputation_yields_to_clicks():
+    gates = {i: threading.Event() for i in (1, 3, 5)}
+    started: list[int] = []
+    started_event = {i: threading.Event() for i in (1, 3, 5)}
+
+    def compute(lesion_id, progress, cancel):
+        started.append(lesion_id)
+        started_event[lesion_id].set()
+        while not gates[lesion_id].is_set():
+            progress(0.5, "working")
+            time.sleep(0.005)
+        return lesion_id * 10
+
+    ui, log = UiThread(), []
+    worker = make_worker(compute, ui, log)
+    try:
+        worker.prefetch([1, 2, 3], skip=lambda i: i == 2)  # 2 is 'cached' already
+        assert started_event[1].wait(5) and not worker.busy  # background work is not 'busy' for the UI
+        request = worker.submit(5)  # a click on another lesion interrupts 1 (re-queued first) ...
+        assert started_event[5].wait(5) and worker.busy
+        gates[5].set()
+        started_event[1].clear()
+        assert started_event[1].wait(5)  # ... which restarts once 5 is done
+        gates[1].set()
+        assert started_event[3].wait(5)
+        promoted = worker.submit(3)  # a click on the lesion being precomputed takes it over
+        assert promoted is not request and not promoted.background and worker.is_latest(promoted)
+        gates[3].set()
+        assert worker.wait_idle(5)
+        ui.run_pending()
+    finally:
+        worker.close()
+    assert started == [1, 5, 1, 3]
+    assert ("result", 5, 50) in log and ("background", 1, 10) in log and ("result", 3, 30) in log
+    assert not any(e[0] == "cancelled" for e in log)  # interrupting background work is not reported as a cancel
+    assert not any(e[0] == "progress" and e[1] == 1 for e in log)  # nor is its progress
+    assert worker.background_left == 0
 
 
 def test_progress_is_throttled_but_the_end_is_always_reported():

@@ -86,6 +86,8 @@ class LesionViewer:
         self.url: Optional[str] = None
         self.ready = threading.Event()
         self.cancelled: list[int] = []  # lesion ids whose computation a newer request cancelled (latest 50)
+        self.precomputed: list[int] = []  # lesion ids computed in the background
+        self._precompute_count = 0
         self._request_started: dict[int, float] = {}
         self._on_ready_callbacks: list[Callable[[str], None]] = []
         self._init_state()
@@ -144,6 +146,7 @@ class LesionViewer:
             on_error=self._on_error,
             on_progress=self._on_progress,
             on_cancelled=self._on_cancelled,
+            on_background=self._on_background,
         )
         names = session.available_overlays()
         overlay = self.state.lx_overlay if self.state.lx_overlay in names else session.default_overlay()
@@ -184,6 +187,8 @@ class LesionViewer:
         for view in self.slicer_app.view_manager.get_views():
             view.reset_view()
         self.ready.set()
+        if self._precompute_count:
+            self.precompute(self._precompute_count)
 
     def _on_view_resized(self, *_: Any) -> None:
         """Fit every slice view to the anatomy after a resize, until a lesion is selected (then keep the jump)."""
@@ -261,6 +266,22 @@ class LesionViewer:
             self.state.lx_progress_message = f"Explaining lesion {lesion_id}…"
             self.state.lx_message = f"Computing lesion {lesion_id}: explanations and context probe."
 
+    def precompute_on_ready(self, count: int) -> None:
+        """Start :meth:`precompute` once the server runs (results are delivered through its event loop)."""
+        self._precompute_count = max(int(count), 0)
+        if self.ready.is_set():
+            self.precompute(self._precompute_count)
+
+    def precompute(self, count: int) -> list[int]:
+        """Compute up to ``count`` lesions (largest first) in the background while idle; return their ids."""
+        if self.worker is None or count <= 0:
+            return []
+        rows = sorted(self.session.table_rows(), key=lambda r: (-(r.get("voxels") or 0), r["id"]))
+        ids = [int(r["id"]) for r in rows[:count]]
+        self.worker.prefetch(ids, skip=self.session.is_cached)
+        log.info("precomputing %d lesion(s) in the background: %s", len(ids), ", ".join(map(str, ids)))
+        return ids
+
     def cancel(self) -> None:
         """Cancel the lesion computation in progress (the current selection stays)."""
         if self.worker is not None:
@@ -296,6 +317,16 @@ class LesionViewer:
         with self.state:
             self.state.lx_busy = False
             self.state.lx_error = f"Lesion {request.lesion_id} could not be explained: {exc}"
+
+    def _on_background(self, request: LesionRequest, outcome: Any) -> None:
+        """A background precomputation finished: its statistics now fill its table row."""
+        if isinstance(outcome, BaseException):
+            log.warning("precomputing lesion %d failed: %s: %s", request.lesion_id, type(outcome).__name__, outcome)
+            return
+        self.precomputed.append(int(request.lesion_id))
+        log.info("lesion %d precomputed in %.1f s", request.lesion_id, outcome[1])
+        with self.state:
+            self._refresh_table()
 
     def _on_cancelled(self, request: LesionRequest) -> None:
         self._request_started.pop(request.serial, None)
@@ -449,6 +480,8 @@ class LesionViewer:
             "error": self.state.lx_error,
             "clicks": self.clicks,
             "cancelled": list(self.cancelled),
+            "precomputed": list(self.precomputed),
+            "precompute_left": 0 if self.worker is None else self.worker.background_left,
             "last_click": self.last_click,
             "lesion_ids": [] if session is None else [int(i) for i in session.instance_ids],
             "timings": {

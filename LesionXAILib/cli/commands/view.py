@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--samples", type=int, default=16, help="SmoothGrad noise samples per lesion (default 16)")
     g.add_argument("--seed", type=int, default=0, help="SmoothGrad noise seed (default 0)")
     g.add_argument("--max-radius-mm", type=float, default=15.0, help="largest context radius probed (default 15 mm)")
+    g.add_argument(
+        "--precompute", type=int, default=0, metavar="N",
+        help="compute the N largest lesions in the background while idle, so clicks on them are instant "
+        "(default 0; costs CPU while it runs and memory for the cached maps)",
+    )  # fmt: skip
     s = parser.add_argument_group("server")
     s.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
     s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
@@ -94,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.weights:
         check_model_path(args.model)
     check_port(args.host, args.port)
+    if args.precompute < 0:
+        raise ParameterError(f"--precompute must be >= 0, got {args.precompute}")
     if args.host not in LOOPBACK_HOSTS:
         log.warning("binding to %s: anyone who can reach this machine can open the viewer (no authentication)", args.host)
     settings = session_settings_from_args(args)
@@ -116,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         close()
     summary = summary_text(session)
     viewer.attach_session(session, summary)
+    viewer.precompute_on_ready(args.precompute)
     log.info("%s: %s; ready in %.1f s, starting the server", inputs.describe(), summary, time.perf_counter() - t_start)
     serve(viewer, host=args.host, port=args.port)
     return 0
