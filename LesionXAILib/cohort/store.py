@@ -143,7 +143,7 @@ class CohortStore:
 
     def write_subject_table(self, rows: list[dict[str, Any]]) -> Path:
         """Write subjects.csv (one row per subject)."""
-        columns = ["subject", "state", "instances", "TP", "FP", "FN", "predicted", "seconds", "error"]
+        columns = ["subject", "state", "instances", "TP", "FP", "FN", "predicted", "seconds", "cpu_seconds", "error"]
         return write_csv(self.out / SUBJECTS_CSV, columns, rows)
 
     def write_failures(self, failures: list[dict[str, Any]]) -> Path:
