@@ -107,6 +107,9 @@ def test_rows_come_from_the_shared_analysis_and_cover_every_instance(serial):
         assert [r["id"] for r in mine] == [r["id"] for r in lesions]
         for a, b in zip(mine, lesions):  # the analysis summary is copied, not recomputed
             assert all(a[k] == b[k] for k in b if not is_timing_column(k)), seed
+        maps = _csv_rows(sub / "explanations.csv")
+        assert {m["map"] for m in maps} == {"gradient_flair", "gradient_mprage", "smoothgrad_flair", "smoothgrad_mprage"}
+        assert len(maps) == 4 * len(mine)
         table = json.loads((sub / "instances.json").read_text())["instances"]
         assert sorted(str(t["id"]) for t in table) == sorted(r["id"] for r in mine)
         done = json.loads((sub / DONE_MARKER).read_text())

@@ -141,7 +141,8 @@ def _compute(
         if settings.lesion_files:
             a.write(scratch / f"instance_{a.id}", result.geometry, protected)
         if a.explanation is not None:
-            a.explanation.maps = {}  # written (or not wanted): keep memory bounded over many lesions
+            # release the full-grid arrays (written, or not wanted) but keep the names: explanations.json lists them
+            a.explanation.maps = dict.fromkeys(a.explanation.maps)
         analyses.append(a)
         rows.append(row)
         part((n + 1) / max(len(ids), 1), f"{subject.id}: lesion {a.id} ({n + 1}/{len(ids)})")
