@@ -130,20 +130,21 @@ def read_manifest(path: Path) -> list[Subject]:
                 continue  # blank line
             check_subject_id(sid, f"manifest '{path}' line {line}: ")
 
-            def resolve(key: str) -> Optional[str]:
-                col = columns[key]
-                value = (row.get(col) or "").strip() if col else ""
-                if not value:
-                    return None
-                p = Path(value)
-                return str(p if p.is_absolute() else (path.parent / p))
-
-            flair, t1, gt = resolve("flair"), resolve("t1"), resolve("gt")
+            flair, t1, gt = (_manifest_path(row, columns[k], path.parent) for k in ("flair", "t1", "gt"))
             problem = None
             if flair is None or t1 is None:
                 problem = f"manifest line {line}: empty {'flair' if flair is None else 't1'} path"
             subjects.append(Subject(sid, flair, t1, gt, problem))
     return subjects
+
+
+def _manifest_path(row: dict, column: Optional[str], base: Path) -> Optional[str]:
+    """Return the path in ``row[column]`` (relative paths are relative to ``base``), or None if empty."""
+    value = (row.get(column) or "").strip() if column else ""
+    if not value:
+        return None
+    p = Path(value)
+    return str(p if p.is_absolute() else (base / p))
 
 
 def discover_subjects(source: str | os.PathLike, exclude: Optional[str | os.PathLike] = None) -> list[Subject]:
