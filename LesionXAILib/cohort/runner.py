@@ -185,6 +185,7 @@ def _run_serial(pending, source, settings, out, fingerprint, finished, reporter)
 def _run_dask(pending, source, settings, out, fingerprint, workers, scheduler, finished, reporter) -> None:
     try:
         from distributed import Client, LocalCluster, wait
+        from distributed import TimeoutError as DaskTimeout  # asyncio's, not the builtin one on Python 3.10
     except ImportError:  # pragma: no cover - the 'cohort' extra is missing
         raise ParameterError("distributed runs need Dask: pip install 'lesionxai[cohort]' (or use --workers 0)") from None
 
@@ -216,7 +217,7 @@ def _run_dask(pending, source, settings, out, fingerprint, workers, scheduler, f
             reporter.check()
             try:
                 done, not_done = wait(remaining, timeout=0.5, return_when="FIRST_COMPLETED")
-            except TimeoutError:
+            except (DaskTimeout, TimeoutError):
                 continue
             for f in done:
                 s = futures[f.key][1]
