@@ -31,7 +31,7 @@ from LesionXAILib.phantom import PhantomSettings, generate_phantom
 from LesionXAILib.probes import ContextSettings
 from LesionXAILib.report import ReportSettings, build_report, load_run
 from LesionXAILib.report.lesion_figure import PANEL_SIZE_IN, lesion_figure
-from LesionXAILib.report.panels import flair_window, lesion_slices, shared_scales
+from LesionXAILib.report.panels import flair_window, lesion_scale, lesion_slices, shared_scales
 from LesionXAILib.report.slices import VIEWS
 from LesionXAILib.report.style import OUTLINE_COLOUR, render
 from LesionXAILib.report.subject_figures import OVERVIEW_SIZE_IN, SUMMARY_SIZE_IN
@@ -196,7 +196,7 @@ def test_attribution_colour_scales_are_shared_and_centred_on_zero(run_dir, repor
     run = load_run(run_dir)
     keys = ["smoothgrad_flair", "smoothgrad_mprage"]
     stacks = [lesion_slices(run, les, {k: run.load_map(les, k) for k in keys + ["gradcampp"]}) for les in run.lesions]
-    scales = shared_scales(stacks, keys, "gradcampp", flair_window(run.flair()))
+    scales = shared_scales(stacks, keys, flair_window(run.flair()))
     assert scales.gradient == pytest.approx(report.scales.gradient)
     # independent: 99.5th percentile of the non-zero |values| over every shown slice of every lesion
     values = np.concatenate([np.abs(s.images[v.name][k]).ravel() for s in stacks for v in VIEWS for k in keys])
@@ -211,7 +211,10 @@ def test_attribution_colour_scales_are_shared_and_centred_on_zero(run_dir, repor
                 limits.add(tuple(round(v, 9) for v in image.get_clim()))
                 assert image.get_cmap().name.startswith("RdBu")
             (cam,) = axes[f"{view.name}/gradcampp"].get_images()
-            assert cam.get_clim() == pytest.approx((0.0, scales.cam))
+            own = np.concatenate([stack.images[v.name]["gradcampp"].ravel() for v in VIEWS])
+            own = own[np.isfinite(own) & (own != 0)]
+            assert cam.get_clim() == pytest.approx((0.0, np.percentile(own, 99.5)))
+            assert lesion_scale(stack, "gradcampp") == pytest.approx(np.percentile(own, 99.5))
     assert limits == {(round(-scales.gradient, 9), round(scales.gradient, 9))}
 
 
@@ -307,7 +310,7 @@ def test_rendered_outline_lies_on_the_lesion(oblique_run):
     run = load_run(out)
     (les,) = run.lesions
     stack = lesion_slices(run, les, {})
-    scales = shared_scales([stack], [], None, flair_window(run.flair()))
+    scales = shared_scales([stack], [], flair_window(run.flair()))
     fig, axes = lesion_figure(stack, scales, None, [], None)
     rendered = render(fig, 100, {f"{v.name}/flair": axes[f"{v.name}/flair"] for v in VIEWS})
     pixels = np.asarray(Image.open(io.BytesIO(rendered.png)).convert("RGB")).astype(int)

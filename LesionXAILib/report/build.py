@@ -105,7 +105,7 @@ def build_report(
         stacks.append(lesion_slices(run, lesion, volumes, settings.half_width_mm))
         del volumes
         sample_part((n + 1) / max(len(run.lesions), 1), f"lesion {lesion.id}: slices")
-    scales = shared_scales(stacks, [k for k in keys if k != cam], cam, window, settings.scale_percentile)
+    scales = shared_scales(stacks, [k for k in keys if k != cam], window, settings.scale_percentile)
 
     exports: list[Path] = []
     pdf = _PdfExport(figures_dir / "report_panels.pdf") if settings.export in ("pdf", "both") else None
@@ -352,8 +352,11 @@ def _reading_guide(scales: SharedScales, method, cam, ring) -> str:
             f"±{H.fmt(scales.gradient)} shared by every lesion and both sequences ({scales.percentile:g}th percentile "
             "of |value| over all shown slices; brighter values saturate)."
         )
-    if cam and scales.cam:
-        parts.append(f"{method_label(cam)}: 0 to {H.fmt(scales.cam)}, shared by every lesion.")
+    if cam:
+        parts.append(
+            f"{method_label(cam)}: 0 up to each lesion's own {scales.percentile:g}th percentile (CAM magnitudes follow the "
+            "lesion-sum target, so they are not comparable across lesions)."
+        )
     if ring:
         parts.append(f"Statistics regions: inside the lesion, a ring {ring[0]:g}–{ring[1]:g} mm around it, and beyond.")
     parts.append("Context curve: mean probability inside the lesion (red) and Dice (blue) when only the tissue within r mm "

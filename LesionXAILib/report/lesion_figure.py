@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from LesionXAILib.report.data import LesionData
-from LesionXAILib.report.panels import LesionSlices, SharedScales
+from LesionXAILib.report.panels import LesionSlices, SharedScales, lesion_scale
 from LesionXAILib.report.slices import VIEWS, SliceGrid
 from LesionXAILib.report.style import (
     DIVERGING_CMAP,
@@ -202,7 +202,7 @@ def lesion_figure(
                 if r == 0:
                     _scale_bar(ax, grid)
             elif key == cam_method:
-                top = scales.cam or float(np.nanmax(data)) or 1.0
+                top = lesion_scale(stack, key, scales.percentile) or 1.0
                 images[key] = ax.imshow(data, cmap=seq_cmap, vmin=0, vmax=top, extent=grid.extent, origin="upper", interpolation="nearest")
                 _outline(ax, grid, mask, OUTLINE_COLOUR, 0.9)
             else:
@@ -241,4 +241,4 @@ def _colour_bars(fig, left, columns, images, gradient_method, cam_method, scales
         bar.ax.tick_params(labelsize=6)
         bar.ax.ticklabel_format(style="sci", scilimits=(-2, 3))
         bar.ax.xaxis.get_offset_text().set_fontsize(6)
-        bar.set_label(f"{method_label(cam_method)} (shared scale)", fontsize=7)
+        bar.set_label(f"{method_label(cam_method)} (this lesion's scale)", fontsize=7)

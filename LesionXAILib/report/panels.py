@@ -16,7 +16,7 @@ import numpy as np
 from LesionXAILib.report.data import LesionData, RunData
 from LesionXAILib.report.slices import VIEWS, SliceGrid, display_pixel_mm, sample, slice_grid
 
-DEFAULT_HALF_WIDTH_MM = 24.0
+DEFAULT_HALF_WIDTH_MM = 16.0
 # robust top of the shared colour scales: brighter values saturate (the colour bars show arrows)
 SCALE_PERCENTILE = 99.5
 
@@ -36,10 +36,14 @@ class LesionSlices:
 
 @dataclass(frozen=True)
 class SharedScales:
-    """Colour limits shared by all lesions: +-``gradient`` (diverging, both sequences), 0..``cam``, FLAIR window."""
+    """Colour limits shared by all lesions: +-``gradient`` (diverging, both sequences) and the FLAIR window.
+
+    CAMs are not shared: their magnitude follows the instance target (a sum over the lesion's voxels),
+    and at a half-resolution layer they spread over the whole view, so a shared scale saturates large
+    lesions' maps and blanks small ones; each lesion's CAM uses :func:`lesion_scale` instead.
+    """
 
     gradient: Optional[float]
-    cam: Optional[float]
     flair_window: Optional[tuple[float, float]]
     percentile: float = SCALE_PERCENTILE
 
@@ -90,33 +94,26 @@ def flair_window(flair: Optional[np.ndarray], low: float = 1.0, high: float = 99
     return (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
 
 
+def _top(stacks: list[LesionSlices], keys: list[str], percentile: float) -> Optional[float]:
+    """Return the ``percentile`` of the non-zero |values| of images ``keys`` over all views of ``stacks``."""
+    chunks = [np.abs(a[np.isfinite(a)]) for s in stacks for view in s.images.values() for k in keys if (a := view.get(k)) is not None]
+    if not chunks:
+        return None
+    values = np.concatenate(chunks)
+    values = values[values != 0]  # ROI maps are exactly 0 beyond the crop; those pixels say nothing
+    if values.size == 0:
+        return None
+    v = float(np.percentile(values, percentile))
+    return v if v > 0 else float(values.max())
+
+
+def lesion_scale(stack: LesionSlices, key: str, percentile: float = SCALE_PERCENTILE) -> Optional[float]:
+    """Return the top of one lesion's own colour scale for image ``key`` (its views only)."""
+    return _top([stack], [key], percentile)
+
+
 def shared_scales(
-    stacks: list[LesionSlices], gradient_keys: list[str], cam_key: Optional[str], flair: Optional[tuple[float, float]],
-    percentile: float = SCALE_PERCENTILE,
+    stacks: list[LesionSlices], gradient_keys: list[str], flair: Optional[tuple[float, float]], percentile: float = SCALE_PERCENTILE
 ) -> SharedScales:
     """Return colour limits over all shown slices of all lesions (gradient maps: both sequences together)."""
-
-    def top(keys: list[str], absolute: bool) -> Optional[float]:
-        chunks = []
-        for s in stacks:
-            for view in s.images.values():
-                for key in keys:
-                    a = view.get(key)
-                    if a is not None:
-                        a = a[np.isfinite(a)]
-                        chunks.append(np.abs(a) if absolute else a)
-        if not chunks:
-            return None
-        values = np.concatenate(chunks)
-        values = values[values != 0]  # ROI maps are exactly 0 beyond the crop; those pixels say nothing
-        if values.size == 0:
-            return None
-        v = float(np.percentile(values, percentile))
-        return v if v > 0 else float(values.max()) or None
-
-    return SharedScales(
-        gradient=top(gradient_keys, True) if gradient_keys else None,
-        cam=top([cam_key], False) if cam_key else None,
-        flair_window=flair,
-        percentile=percentile,
-    )
+    return SharedScales(gradient=_top(stacks, gradient_keys, percentile) if gradient_keys else None, flair_window=flair, percentile=percentile)
