@@ -174,7 +174,8 @@ def test_full_context_crop_reproduces_the_segmentation_of_a_unet():
     result = segment(InputPair(raw[0], raw[1], geometry), model, SegmentationSettings(threshold=0.5, min_size=1))
     mask = np.zeros(shape, dtype=bool)
     mask[30:34, 29:33, 31:35] = True
-    settings = ContextSettings(radii_mm=(0, 2, 4), threshold=0.5)
+    # 16 mm keeps the crop smaller than this 64^3 image (the default margin would cover all of it)
+    settings = ContextSettings(radii_mm=(0, 2, 4), threshold=0.5, receptive_margin_mm=16.0)
     curve = context_probe(model, result.normalized, mask, geometry, settings)
     assert not curve.box.is_full
     assert curve.full_context.mean_probability == pytest.approx(float(result.probability[mask].mean()), abs=1e-5)

@@ -42,7 +42,7 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
                    help="value outside the kept region (default: normalised background)")  # fmt: skip
     g.add_argument("--seed", type=int, default=0, help="seed of the noise fill")
     g.add_argument("--receptive-margin", type=float, default=None, metavar="MM",
-                   help="least crop margin around the lesion for the network's receptive field (default 16)")  # fmt: skip
+                   help="least crop margin around the lesion for the network's receptive field (default 24)")  # fmt: skip
     g.add_argument("--batch-size", type=int, default=None, help="radii per network call (default: automatic)")
 
 
