@@ -218,7 +218,14 @@ def lesion_figure(
     return fig, axes
 
 
+def _tick_label(value: float, _pos=None) -> str:
+    """Colour-bar tick label: short, with no offset text that could collide with the bar's label."""
+    return f"{value:.2g}"
+
+
 def _colour_bars(fig, left, columns, images, gradient_method, cam_method, scales: SharedScales) -> None:
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     keys = [k for k, _ in columns]
     if "flair" in images:
         cax = fig.add_subplot(left[3, 0])
@@ -228,17 +235,14 @@ def _colour_bars(fig, left, columns, images, gradient_method, cam_method, scales
     grad_cols = [i for i, k in enumerate(keys) if gradient_method and k.startswith(gradient_method + "_")]
     if "gradient" in images and grad_cols:
         cax = fig.add_subplot(left[3, grad_cols[0] : grad_cols[-1] + 1])
-        bar = fig.colorbar(images["gradient"], cax=cax, orientation="horizontal", extend="both")
+        bar = fig.colorbar(images["gradient"], cax=cax, orientation="horizontal", extend="both", format=FuncFormatter(_tick_label))
         bar.ax.tick_params(labelsize=6)
-        bar.ax.ticklabel_format(style="sci", scilimits=(-2, 3))
-        bar.ax.xaxis.get_offset_text().set_fontsize(6)
         bar.set_label(
             f"{method_label(gradient_method)} (signed; 0 = white; scale shared by all lesions and sequences)", fontsize=7
         )
     if cam_method in images:
         cax = fig.add_subplot(left[3, keys.index(cam_method)])
-        bar = fig.colorbar(images[cam_method], cax=cax, orientation="horizontal", extend="max")
+        bar = fig.colorbar(images[cam_method], cax=cax, orientation="horizontal", extend="max", format=FuncFormatter(_tick_label))
+        bar.ax.xaxis.set_major_locator(MaxNLocator(3))
         bar.ax.tick_params(labelsize=6)
-        bar.ax.ticklabel_format(style="sci", scilimits=(-2, 3))
-        bar.ax.xaxis.get_offset_text().set_fontsize(6)
         bar.set_label(f"{method_label(cam_method)} (this lesion's scale)", fontsize=7)

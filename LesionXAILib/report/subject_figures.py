@@ -44,6 +44,7 @@ def _brain_box_ras(run: RunData) -> tuple[np.ndarray, float]:
 def overview_figure(run: RunData, flair_window: Optional[tuple[float, float]]):
     """Return (figure, named axes) of axial FLAIR slices with every instance outlined in its status colour."""
     import matplotlib
+    import matplotlib.patheffects
 
     levels = overview_levels(run)
     fig = new_figure(*OVERVIEW_SIZE_IN)
@@ -53,6 +54,7 @@ def overview_figure(run: RunData, flair_window: Optional[tuple[float, float]]):
     flair = run.flair()
     status_of = {lesion.id: lesion.status for lesion in run.lesions}
     grey = matplotlib.colormaps["gray"].with_extremes(bad=OUTSIDE_IMAGE_COLOUR)
+    halo = [matplotlib.patheffects.withStroke(linewidth=2, foreground="black")]
     axes = {}
     for n, z in enumerate(levels):
         ax = fig.add_subplot(1, OVERVIEW_SLICES, n + 1)
@@ -68,10 +70,10 @@ def overview_figure(run: RunData, flair_window: Optional[tuple[float, float]]):
             mask = lab == i
             colour = STATUS_COLOURS.get(status_of.get(int(i), "predicted"), "white")
             if not mask.all():
-                ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.2, extent=grid.extent, origin="upper")
+                ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.6, extent=grid.extent, origin="upper")
             rows, cols = np.nonzero(mask)
             u, v = grid.pixel_to_plane(rows.mean(), cols.mean())
-            ax.text(float(u) + 4, float(v) + 4, str(int(i)), color=colour, fontsize=7, fontweight="bold")
+            ax.text(float(u) + 4, float(v) + 4, str(int(i)), color=colour, fontsize=8, fontweight="bold", path_effects=halo)
         h = grid.half_extent_mm
         for text, x, y in (("R", -0.93 * h, 0), ("L", 0.93 * h, 0), ("A", 0, 0.93 * h), ("P", 0, -0.93 * h)):
             ax.text(x, y, text, color="white", fontsize=7, fontweight="bold", ha="center", va="center")

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from LesionXAILib.cli.common import add_model_arguments, add_segmentation_arguments, load_model_from_args, progress_for
+from LesionXAILib.cli.common import (
+    add_model_arguments,
+    add_segmentation_arguments,
+    load_model_from_args,
+    progress_for,
+    segmentation_settings_from_args,
+)
 from LesionXAILib.errors import Cancelled, ParameterError
 
 NAME = "demo"
@@ -74,11 +80,32 @@ class DemoResult:
     report: Path
     stages: dict[str, float] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+    cpu_stages: dict[str, float] = field(default_factory=dict)  # process CPU time (all threads) per stage
 
     @property
     def total_seconds(self) -> float:
         """Return the wall time of all stages."""
         return float(sum(self.stages.values()))
+
+
+class _Stages:
+    """Wall and process-CPU seconds per named stage (CPU time shows the cost on a machine shared with other jobs)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._open: Optional[tuple[str, float, float]] = None
+
+    def start(self, name: str) -> None:
+        self.stop()
+        self._open = (name, time.perf_counter(), time.process_time())
+
+    def stop(self) -> None:
+        if self._open is not None:
+            name, wall, cpu = self._open
+            self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
+            self._open = None
 
 
 def prepare_output(out: Path) -> Path:
@@ -144,16 +171,15 @@ def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:
     analysis = analysis_settings_from_args(args)
     report_settings = ReportSettings(export=args.export)
     out = prepare_output(Path(args.out))
-    stages: dict[str, float] = {}
+    stages = _Stages()
     marker = {"status": "running", "seed": args.seed, "phantom": _describe_phantom(phantom_settings),
               "settings": {"phantom": phantom_settings.to_dict(), "analysis": analysis.to_dict()}}  # fmt: skip
     _write_marker(out, marker)
 
-    t = time.perf_counter()
+    stages.start("load model")
     model = load_model_from_args(args)
-    stages["load model"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+    stages.start("phantom")
     callback, close = progress_for(args, "phantom")
     try:
         phantom = generate_phantom(args.seed, phantom_settings, progress=as_reporter(callback, cancel))
@@ -163,20 +189,16 @@ def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:
     pair = phantom.pair()
     # the run records where its inputs are, so 'lesionxai report --run' finds them again
     pair.flair_path, pair.t1_path = paths["flair"].resolve(), paths["t1"].resolve()
-    stages["phantom"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+    stages.start("segment")
     callback, close = progress_for(args, "segment")
     try:
-        from LesionXAILib.cli.common import segmentation_settings_from_args
-
         result = segment(pair, model, segmentation_settings_from_args(args), phantom.lesions, progress=callback, cancel=cancel)
     finally:
         close()
     result.write(out)
-    stages["segment"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+    stages.start("explain + probe")
     n = len(result.instances.ids)
     bar = tqdm(total=n, desc="explain + probe", unit="lesion", disable=quiet, leave=False, dynamic_ncols=True)
 
@@ -190,17 +212,19 @@ def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:
     analyses = []
     try:
         for a in analyse_lesions(model, result, None, analysis, step, cancel):
+            stages.start("write maps")
             a.write(out / f"instance_{a.id}", result.geometry)
             if a.explanation is not None:
                 # keep the map names (explanations.json lists them) but release the full-grid arrays
                 a.explanation.maps = {k: _RELEASED for k in a.explanation.maps}
             analyses.append(a)
+            stages.start("explain + probe")
     finally:
         bar.close()
+    stages.start("write maps")
     write_analysis_run(out, result, analyses, analysis)
-    stages["explain + probe"] = time.perf_counter() - t
 
-    t = time.perf_counter()
+    stages.start("report")
     marker["status"] = "reporting"
     _write_marker(out, marker)
     callback, close = progress_for(args, "report")
@@ -208,12 +232,13 @@ def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:
         report = build_report(out, settings=report_settings, progress=callback, cancel=cancel)
     finally:
         close()
-    stages["report"] = time.perf_counter() - t
+    stages.stop()
 
     summary = _summary(result, analyses, report, phantom, model)
-    marker.update(status="complete", stages={k: round(v, 2) for k, v in stages.items()}, summary=summary)
+    marker.update(status="complete", stages={k: round(v, 2) for k, v in stages.wall.items()},
+                  cpu_seconds={k: round(v, 2) for k, v in stages.cpu.items()}, summary=summary)  # fmt: skip
     _write_marker(out, marker)
-    return DemoResult(out, report.html, stages, summary)
+    return DemoResult(out, report.html, dict(stages.wall), summary, dict(stages.cpu))
 
 
 class _Released:
