@@ -134,7 +134,13 @@ def run_cohort(
             else:
                 _run_dask(pending, source_model, settings, out, fingerprint, workers, scheduler, finished, reporter)
     finally:
-        # whatever happened, the tables show every finished subject
+        # whatever happened, the tables show every finished subject, including tasks that finished on a
+        # worker after an interruption stopped this process from hearing about them
+        for sid, o in list(outcomes.items()):
+            done = store.done_marker(sid) if o.state == PENDING else None
+            if done is not None and done.get("fingerprint") == fingerprint:
+                outcomes[sid] = SubjectOutcome(sid, FINISHED, counts=done.get("counts", {}), seconds=float(done.get("seconds", 0)),
+                                               cpu_seconds=float(done.get("cpu_seconds", 0)))  # fmt: skip
         _, rows = store.write_instances(ids, fingerprint)
         store.write_subject_table([outcomes[i].table_row() for i in ids])
         store.write_failures([{"subject": o.subject, "error": o.error, "detail": o.detail} for o in outcomes.values() if o.state == FAILED])
