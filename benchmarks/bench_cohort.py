@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import resource
 import shutil
 import sys
@@ -131,6 +132,9 @@ def main() -> int:
     columns = [c for c in (a[0] if a else {}) if not is_timing_column(c)]
     same = len(a) == len(b) and all(x[c] == y.get(c) for x, y in zip(a, b) for c in columns)
     print(f"instances.csv identical (non-timing columns, {len(columns)} columns x {len(a)} rows): {same}")
+    models = [json.loads((work / name / "cohort.json").read_text())["model"].get("sha256") for name in ("serial", f"dask{args.workers}")]
+    print(f"model sha256 {models[0][:16] if models[0] else '?'}" + ("" if models[0] == models[1] else
+          f" -- the model file changed between the runs (dask run: {str(models[1])[:16]}); rerun"))  # fmt: skip
     for name in ("serial", f"dask{args.workers}"):
         table = [r for r in read_rows(work / name / "subjects.csv") if r["seconds"]]
         wall = [float(r["seconds"]) for r in table]
