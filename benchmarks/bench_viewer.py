@@ -88,6 +88,8 @@ def _click_and_measure(page, server, lesion_id: int, ras, timeout: float = 180.0
         "click_to_shown_s": shown["shown_wall_time"] - up,
         "click_to_overlay_visible_s": visible - up,
         "compute_s": shown["compute_s"],
+        "show_lesion_s": shown.get("show_lesion_s"),
+        "panel_s": shown.get("panel_s"),
     }
 
 
@@ -240,7 +242,7 @@ def main() -> int:
             print(
                 f"  {name:6s} lesion {r['lesion_id']:3d}: mouse-up -> selection {r['click_to_selection_s'] * 1000:7.1f} ms,"
                 f" -> shown {r['click_to_shown_s'] * 1000:7.1f} ms, -> overlay visible {r['click_to_overlay_visible_s'] * 1000:7.1f} ms"
-                f" (compute {r['compute_s']:.2f} s)"
+                f" (compute {r['compute_s']:.2f} s; show_lesion {r['show_lesion_s'] * 1000:.0f} ms, panel {r['panel_s'] * 1000:.0f} ms)"
             )
     print(
         f"median: selection {summary['click_to_selection_s'] * 1000:.0f} ms; overlay visible cached "

@@ -10,6 +10,7 @@ legends. This class connects browser events to those calls and mirrors the resul
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from LesionXAILib.errors import LesionXAIError
 from LesionXAILib.viewer.clicks import Click, ClickDetector
 from LesionXAILib.viewer.headless import configure_offscreen, prepare_view, render_window_class
 from LesionXAILib.viewer.requests import LesionRequest, LesionWorker
@@ -26,6 +28,7 @@ log = logging.getLogger("LesionXAILib.viewer")
 DEFAULT_OVERLAY = "smoothgrad_flair"
 DEFAULT_OPACITY = 0.7  # as the bridge's default foreground opacity
 LAYOUT_ID = "lesionxai"
+_SERVER_NAMES = itertools.count(1)
 
 
 @dataclass
@@ -52,7 +55,8 @@ class LesionViewer:
 
         from LesionXAILib.viewer import layout as page_layout
 
-        self.server = server if server is not None else get_server(None, client_type="vue3")
+        # a server of its own (not trame's process-wide default), so that building a second viewer starts clean
+        self.server = server if server is not None else get_server(f"lesionxai-viewer-{next(_SERVER_NAMES)}", client_type="vue3")
         self.server.enable_module(trame_slicer_module)
         self.state = self.server.state
         self.slicer_app = SlicerApp()
@@ -348,8 +352,10 @@ class LesionViewer:
         """Show a computed lesion through the bridge (main thread) and mirror it into the panel."""
         overlay = self.state.lx_overlay
         with self.state:
+            t_bridge = time.perf_counter()
             self.session.show_lesion(result, overlay=overlay)
             self._apply_opacity()
+            bridge_s = time.perf_counter() - t_bridge
             stats = self.session.lesion_statistics(result.lesion_id)
             self._show_header(stats)
             self._show_details(result, stats)
@@ -371,6 +377,8 @@ class LesionViewer:
             {
                 "lesion_id": int(result.lesion_id),
                 "from_cache": bool(result.from_cache),
+                "show_lesion_s": bridge_s,  # the bridge writing overlays/shells/chart and setting the slice layers
+                "panel_s": now - t_bridge - bridge_s,  # this viewer: statistics, curve SVG, table, legend, state push
                 "click_to_shown_s": self.timings.click_to_shown_s,
                 "compute_s": compute_s,
                 "shown_wall_time": self.timings.shown_wall_time,
@@ -430,10 +438,15 @@ class LesionViewer:
     def _overlay_changed(self, lx_overlay: str, **_: Any) -> None:
         if self.session is None:
             return
+        error = ""
         if self.session.selected_id is not None:
-            self.session.set_overlay(lx_overlay)
-            self._apply_opacity()
+            try:
+                self.session.set_overlay(lx_overlay)
+                self._apply_opacity()
+            except LesionXAIError as exc:  # e.g. a map this lesion's explainers did not produce
+                error = f"Overlay not available: {exc}"
         with self.state:
+            self.state.lx_error = error
             self._refresh_legend()
 
     def _opacity_changed(self, lx_opacity: float, **_: Any) -> None:

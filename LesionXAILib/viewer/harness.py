@@ -226,7 +226,7 @@ def scroll_to(page: Any, server: ViewerServer, view: str, ras: Sequence[float], 
         offset = state["views"][view]["slice_offset"]
         page.mouse.wheel(0, -100 if dz > 0 else 100)  # one slice per wheel event; scrolling down lowers the offset
         # wheel events queue up on the server: wait for this one before deciding on the next
-        state = server.wait_for(lambda s: s["views"][view]["slice_offset"] != offset, timeout=10)
+        state = server.wait_for(lambda s, before=offset: s["views"][view]["slice_offset"] != before, timeout=10)
     raise RuntimeError(f"could not scroll {view} to RAS {tuple(ras)}")
 
 
