@@ -248,6 +248,11 @@ def _model_text(model: dict) -> str:
     return f"{name}" + (f", {params:,} parameters" if params else "") + (f" — {source}" if source else "")
 
 
+def _probability(value) -> str:
+    v = H.fmt(value)  # '–' for missing / NaN
+    return v if v == "–" else f"{float(value):.3f}"
+
+
 def instance_rows(run: RunData, method: Optional[str]) -> tuple[list[str], list[list[str]], list[str]]:
     """Return (headers, rows, row attributes) of the instance table."""
     key = f"{method}_flair" if method else None
@@ -266,8 +271,8 @@ def instance_rows(run: RunData, method: Optional[str]) -> tuple[list[str], list[
             H.fmt(int(r["voxels"])),
             f"{float(r.get('volume_mm3', 0.0)):.1f}",
             H.esc(f"{c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}"),
-            H.fmt(r.get("mean_probability")),
-            H.fmt(r.get("max_probability")),
+            _probability(r.get("mean_probability")),
+            _probability(r.get("max_probability")),
         ]
         if method:
             cells += [H.fmt(lesion.statistic(key, "inside_peak")), H.fmt(lesion.statistic(key, "ring_mean")),
@@ -296,7 +301,8 @@ def statistics_table(lesion: LesionData, method: Optional[str], sequences: Seque
 
 
 def _document(run, settings, scales, sections, panels, method, sequences, cam, ring, exports, html_path) -> str:
-    title = settings.title or f"LesionXAI report — {run.run_dir.resolve().name}"
+    default = f"phantom seed {run.demo.get('seed')}" if run.demo else run.run_dir.resolve().name
+    title = settings.title or f"LesionXAI report — {default}"
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     version = run.summary.get("lesionxai_version", "")
     body = [f"<h1>{H.esc(title)}</h1>",

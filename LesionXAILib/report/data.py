@@ -201,20 +201,26 @@ def _pick(preference: tuple[str, ...], available: set[str]) -> Optional[str]:
     return None
 
 
-def _resolve_input(recorded: Optional[str], override: Optional[str], run_dir: Path, role: str, notes: list[str]) -> Optional[Path]:
-    """Return the path of an input image: the override, else the recorded path (as is, then relative to the run)."""
+def _resolve_input(recorded: Optional[str], override: Optional[str], run_dir: Path, role: str, notes: Optional[list[str]]) -> Optional[Path]:
+    """Return the path of an input image: the override, else the recorded path (as is, then relative to the run).
+
+    A missing image is noted in ``notes`` (None: the report does not display this image, so it is not worth a note).
+    """
     if override:
         p = Path(override)
         if not p.exists():
             raise InputImageError(f"{role} '{p}': file not found")
         return p
+    option = "--flair" if role == "FLAIR" else "--t1"
     if not recorded:
-        notes.append(f"the run does not record the {role} path; pass --{'flair' if role == 'FLAIR' else 't1'} to show it")
+        if notes is not None:
+            notes.append(f"the run does not record the {role} path; pass {option} to show it")
         return None
     for candidate in (Path(recorded), run_dir / recorded):
         if candidate.exists():
             return candidate
-    notes.append(f"{role} '{recorded}' recorded by the run was not found; pass --{'flair' if role == 'FLAIR' else 't1'} to show it")
+    if notes is not None:
+        notes.append(f"{role} '{recorded}' recorded by the run was not found; pass {option} to show it")
     return None
 
 
@@ -243,7 +249,7 @@ def load_run(run_dir: str | Path, flair: Optional[str] = None, t1: Optional[str]
     notes: list[str] = []
     inputs = summary.get("inputs") or {}
     flair_path = _resolve_input(inputs.get("flair"), flair, run, "FLAIR", notes)
-    t1_path = _resolve_input(inputs.get("t1"), t1, run, "MPRAGE", notes)
+    t1_path = _resolve_input(inputs.get("t1"), t1, run, "MPRAGE", None)  # listed in the summary, not displayed
     explanations = _read_json(run / "explanations.json") if (run / "explanations.json").exists() else None
     probe = _read_json(run / "context_probe.json") if (run / "context_probe.json").exists() else None
     if explanations is None:

@@ -118,7 +118,7 @@ def draw_context_curve(ax, lesion: LesionData) -> None:
     ax.set_ylabel("probability / Dice", fontsize=8)
     ax.set_title(f"Context probe: {curve.get('description', curve.get('status', ''))}", fontsize=8.5)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, loc="lower right", framealpha=0.85)
+    ax.legend(fontsize=6, loc="best", framealpha=0.85)
 
 
 def draw_statistics(ax, lesion: LesionData, gradient_method: Optional[str], sequences: list[str], ring_mm) -> None:

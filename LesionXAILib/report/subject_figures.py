@@ -19,17 +19,31 @@ SUMMARY_SIZE_IN = (14.0, 3.6)
 
 
 def overview_levels(run: RunData, count: int = OVERVIEW_SLICES) -> list[float]:
-    """Return up to ``count`` axial levels (RAS S, mm) through lesion centroids, spread over the lesions' range."""
-    zs = sorted(float(lesion.centroid_ras[2]) for lesion in run.lesions)
-    if not zs:
+    """Return up to ``count`` axial levels (RAS S, mm) through lesion centroids, ascending.
+
+    Every status present (TP, FP, FN) gets a slice through one of its lesions (the largest) first; the
+    remaining slices go to lesions spread over the superior-inferior range. Levels closer than 4 mm are merged.
+    """
+    lesions = run.lesions
+    if not lesions:
         lo, hi = run.geometry.physical_bounds()
         return [float((lo[2] + hi[2]) / 2)]
-    picks = [zs[int(round(q * (len(zs) - 1)))] for q in np.linspace(0.1, 0.9, min(count, len(zs)))] if len(zs) > 1 else zs
     levels: list[float] = []
-    for z in picks:
-        if all(abs(z - other) > 2.0 for other in levels):
+
+    def add(z: float) -> None:
+        if len(levels) < count and all(abs(z - other) > 4.0 for other in levels):
             levels.append(z)
-    return levels
+
+    for status in ("FP", "FN", "TP", "predicted"):
+        group = [les for les in lesions if les.status == status]
+        if group:
+            add(float(max(group, key=lambda les: int(les.row["voxels"])).centroid_ras[2]))
+    zs = sorted(float(les.centroid_ras[2]) for les in lesions)
+    for q in np.linspace(0.0, 1.0, 2 * count + 1)[1::2]:
+        add(zs[int(round(q * (len(zs) - 1)))])
+    for z in zs:
+        add(z)
+    return sorted(levels)
 
 
 def _brain_box_ras(run: RunData) -> tuple[np.ndarray, float]:
