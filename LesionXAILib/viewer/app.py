@@ -246,8 +246,19 @@ class LesionViewer:
         self.select(int(lesion_id), time.perf_counter())
 
     def select(self, lesion_id: int, t0: Optional[float] = None) -> None:
-        """Select lesion ``lesion_id``: show it now if cached, else compute it on the worker and show it when done."""
-        t0 = time.perf_counter() if t0 is None else t0
+        """Select lesion ``lesion_id``: show it now if cached, else compute it on the worker and show it when done.
+
+        Errors the bridge raises on purpose (unknown lesion, inputs changed, ...) are shown in the panel.
+        """
+        try:
+            self._select(lesion_id, time.perf_counter() if t0 is None else t0)
+        except LesionXAIError as exc:
+            log.error("lesion %s: %s", lesion_id, exc)
+            with self.state:
+                self.state.lx_busy = False
+                self.state.lx_error = f"Lesion {lesion_id}: {exc}"
+
+    def _select(self, lesion_id: int, t0: float) -> None:
         stats = self.session.lesion_statistics(lesion_id)
         self.pending_id = lesion_id
         with self.state:
