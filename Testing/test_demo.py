@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from explain_fixtures import tiny_unet
+from test_report import parse
+
 from LesionXAILib.cli.commands.demo import (
     DEMO_MAX_RADIUS_MM,
     DEMO_SAMPLES,
@@ -26,7 +27,6 @@ from LesionXAILib.phantom import PhantomSettings, generate_phantom
 from LesionXAILib.progress import CancelToken
 from LesionXAILib.resources import DEMO_MODEL_NAME, resources_dir
 from LesionXAILib.segmentation import segment
-from test_report import parse
 
 DEMO_MODEL = resources_dir() / "models" / DEMO_MODEL_NAME
 LESIONS = 3

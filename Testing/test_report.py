@@ -31,7 +31,12 @@ from LesionXAILib.phantom import PhantomSettings, generate_phantom
 from LesionXAILib.probes import ContextSettings
 from LesionXAILib.report import ReportSettings, build_report, load_run
 from LesionXAILib.report.lesion_figure import PANEL_SIZE_IN, lesion_figure
-from LesionXAILib.report.panels import flair_window, lesion_scale, lesion_slices, shared_scales
+from LesionXAILib.report.panels import (
+    flair_window,
+    lesion_scale,
+    lesion_slices,
+    shared_scales,
+)
 from LesionXAILib.report.slices import VIEWS
 from LesionXAILib.report.style import OUTLINE_COLOUR, render
 from LesionXAILib.report.subject_figures import OVERVIEW_SIZE_IN, SUMMARY_SIZE_IN
@@ -119,7 +124,7 @@ class ReportParser(HTMLParser):
         self.tags.add(tag)
         for key in ("src", "href"):
             value = a.get(key, "")
-            if value and not (value.startswith("data:") or value.startswith("#")):
+            if value and not value.startswith(("data:", "#")):
                 self.external.append(value)
         if tag == "img":
             self.images.append(a)
@@ -205,7 +210,7 @@ def test_attribution_colour_scales_are_shared_and_centred_on_zero(run_dir, repor
     assert scales.gradient == pytest.approx(np.percentile(values, 99.5))
     limits = set()
     for stack in stacks[:3]:
-        fig, axes = lesion_figure(stack, scales, "smoothgrad", ["flair", "mprage"], "gradcampp", (1.0, 3.0))
+        _, axes = lesion_figure(stack, scales, "smoothgrad", ["flair", "mprage"], "gradcampp", (1.0, 3.0))
         for view in VIEWS:
             for key in keys:
                 (image,) = axes[f"{view.name}/{key}"].get_images()

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from LesionXAILib.cli.main import main
 from probes_fixtures import cube_mask, write_detector_model, write_subject
 from test_report import parse
+
+from LesionXAILib.cli.main import main
 
 # the hand-built detector travels as TorchScript, which torch flags as deprecated
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

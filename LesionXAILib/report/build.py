@@ -19,7 +19,12 @@ import numpy as np
 
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.probes.files import atomic_path
-from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
+from LesionXAILib.progress import (
+    CancelToken,
+    ProgressCallback,
+    ProgressReporter,
+    as_reporter,
+)
 from LesionXAILib.report import html as H
 from LesionXAILib.report.data import LesionData, RunData, load_run
 from LesionXAILib.report.lesion_figure import lesion_figure
@@ -33,7 +38,13 @@ from LesionXAILib.report.panels import (
     shared_scales,
 )
 from LesionXAILib.report.slices import ORIENTATION_NOTE
-from LesionXAILib.report.style import RenderedFigure, downscale, method_label, render, sequence_label
+from LesionXAILib.report.style import (
+    RenderedFigure,
+    downscale,
+    method_label,
+    render,
+    sequence_label,
+)
 from LesionXAILib.report.subject_figures import overview_figure, summary_figure
 
 REPORT_NAME = "report.html"

@@ -52,7 +52,7 @@ def _outline(ax, grid: SliceGrid, mask: np.ndarray, colour: str, width: float = 
 def _letters(ax, grid: SliceGrid) -> None:
     h = grid.half_extent_mm
     left, right, top, bottom = grid.view.letters
-    style = dict(color="white", fontsize=7, fontweight="bold", ha="center", va="center")
+    style = {"color": "white", "fontsize": 7, "fontweight": "bold", "ha": "center", "va": "center"}
     ax.text(-0.9 * h, 0, left, **style)
     ax.text(0.9 * h, 0, right, **style)
     ax.text(0, 0.9 * h, top, **style)

@@ -14,7 +14,13 @@ from typing import Optional
 import numpy as np
 
 from LesionXAILib.report.data import LesionData, RunData
-from LesionXAILib.report.slices import VIEWS, SliceGrid, display_pixel_mm, sample, slice_grid
+from LesionXAILib.report.slices import (
+    VIEWS,
+    SliceGrid,
+    display_pixel_mm,
+    sample,
+    slice_grid,
+)
 
 DEFAULT_HALF_WIDTH_MM = 16.0
 # robust top of the shared colour scales: brighter values saturate (the colour bars show arrows)

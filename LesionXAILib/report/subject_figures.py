@@ -11,7 +11,12 @@ import numpy as np
 
 from LesionXAILib.report.data import STATUS_ORDER, RunData
 from LesionXAILib.report.slices import AXIAL, display_pixel_mm, sample, slice_grid
-from LesionXAILib.report.style import OUTSIDE_IMAGE_COLOUR, STATUS_COLOURS, method_label, new_figure
+from LesionXAILib.report.style import (
+    OUTSIDE_IMAGE_COLOUR,
+    STATUS_COLOURS,
+    method_label,
+    new_figure,
+)
 
 OVERVIEW_SLICES = 4
 OVERVIEW_SIZE_IN = (14.0, 4.2)
