@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
+from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.explanation import Explanation
 from LesionXAILib.explain.settings import ExplainSettings
 from LesionXAILib.instances import Instance
@@ -114,6 +116,137 @@ def _finite_or_none(value: Any) -> Optional[float]:
     return v if math.isfinite(v) else None
 
 
+class SubjectAnalysis:
+    """One segmented subject (model + segmentation result) analysed lesion by lesion, sharing subject-wide work.
+
+    The CAM layer's gradient-free whole-volume activations depend only on the model and the normalised
+    image, not on the lesion: they are computed on first need, once per layer, and reused for every
+    lesion (``activation_passes`` counts the passes). Thread-safe: a worker thread may analyse lesions
+    while another asks for the activations. Hold one per subject (``analyse_lesions`` makes one per
+    call; the Slicer/browser session keeps one per run) and drop it with the result.
+    """
+
+    def __init__(self, model: LesionModel, result: "SegmentationResult") -> None:
+        self.model = model
+        self.result = result
+        self.activation_passes = 0
+        self._activations: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def cam_activations(self, layer: Optional[str] = None, progress: Optional[ProgressReporter] = None) -> Any:
+        """Return the whole-volume LayerActivations of a CAM layer (None: the model's default), computed once."""
+        from LesionXAILib.explain.api import check_image
+        from LesionXAILib.explain.cam import layer_activations, resolve_layer
+        from LesionXAILib.explain.model_state import check_model, explaining
+
+        name = resolve_layer(self.model, layer)[0]
+        with self._lock:
+            cached = self._activations.get(name)
+            if cached is None:
+                if progress is not None:
+                    progress(0.0, "CAM layer activations (whole volume, once per subject)")
+                model = check_model(self.model)
+                image = check_image(model, self.result.normalized, self.result.geometry)
+                with explaining(model):
+                    cached = layer_activations(model, image, name)
+                self._activations[name] = cached
+                self.activation_passes += 1
+            return cached
+
+    def explain(
+        self,
+        lesion_id: int,
+        settings: ExplainSettings,
+        progress: Optional[ProgressCallback | ProgressReporter] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> Explanation:
+        """Return the explanation of one instance with ``settings`` (CAMs use the shared activations)."""
+        from LesionXAILib.explain.api import instance_targets, iter_explanations
+
+        reporter = as_reporter(progress, cancel)
+        target = instance_targets(self.result.instances, [lesion_id], settings.aggregation)[0]
+        activations = None
+        if settings.cam_methods and not settings.full_volume:
+            activations = self.cam_activations(settings.cam_layer, reporter.sub(0.0, 0.0))
+        explanations = iter_explanations(
+            self.model, self.result.normalized, [target], self.result.geometry, settings, reporter, None, activations
+        )
+        return next(explanations)
+
+    def probe(
+        self,
+        lesion_id: int,
+        settings: ContextSettings,
+        progress: Optional[ProgressCallback | ProgressReporter] = None,
+        cancel: Optional[CancelToken] = None,
+    ) -> ContextCurve:
+        """Return the perilesional-context curve of one instance."""
+        from LesionXAILib.probes.context import context_probe_instances
+
+        return context_probe_instances(self.model, self.result, [lesion_id], settings, as_reporter(progress, cancel))[int(lesion_id)]
+
+    def analyse(
+        self,
+        lesion_id: int,
+        settings: AnalysisSettings = AnalysisSettings(),
+        progress: Optional[ProgressCallback | ProgressReporter] = None,
+        cancel: Optional[CancelToken] = None,
+        first: Sequence[str] = (),
+        on_partial: Optional[Callable[[LesionAnalysis], None]] = None,
+        start: Optional[LesionAnalysis] = None,
+    ) -> LesionAnalysis:
+        """Return one lesion's analysis, computed in stages: explainers named in ``first``, the other explainers, the probe.
+
+        ``on_partial(analysis)`` receives the analysis so far after every stage but the last (e.g. to show
+        a map before the context probe is done); ``start`` is such a partial analysis to resume from
+        (its explainers and curve are kept). With ``first`` empty all explainers form one stage, exactly
+        as ``analyse_lesion`` computes them; split or not, the maps are the same (see
+        :func:`LesionXAILib.explain.api.combine_explanations`).
+        """
+        started = time.perf_counter()
+        instance = self.result.instances.get(lesion_id)
+        reporter = as_reporter(progress, cancel)
+        done_parts = [start.explanation] if start is not None and start.explanation is not None else []
+        done_methods = {m for p in done_parts for m in p.settings.methods}
+        curve = start.curve if start is not None else None
+        stages: list[tuple[str, Any]] = []
+        if settings.explain is not None:
+            todo = [m for m in settings.explain.methods if m not in done_methods]
+            early = [m for m in todo if m in first]
+            for methods in (early, [m for m in todo if m not in early]):
+                if methods:
+                    stages.append(("explain", settings.explain.replace(methods=tuple(methods))))
+        if settings.context is not None and curve is None:
+            stages.append(("context", settings.context))
+        seconds = start.seconds if start is not None else 0.0
+        parts = list(done_parts)
+        for n, (kind, stage_settings) in enumerate(stages):
+            sub = reporter.sub(n / len(stages), (n + 1) / len(stages))
+            if kind == "explain":
+                parts.append(self.explain(lesion_id, stage_settings, sub))
+            else:
+                curve = self.probe(lesion_id, stage_settings, sub)
+            if on_partial is not None and n < len(stages) - 1:
+                on_partial(self._assemble(instance, parts, curve, settings, seconds + time.perf_counter() - started, partial=True))
+        reporter(1.0, f"lesion {lesion_id}")
+        return self._assemble(instance, parts, curve, settings, seconds + time.perf_counter() - started, partial=False)
+
+    @staticmethod
+    def _assemble(
+        instance: Instance, parts: list, curve: Optional[ContextCurve], settings: AnalysisSettings, seconds: float, partial: bool
+    ) -> LesionAnalysis:
+        from LesionXAILib.explain.api import combine_explanations
+
+        explanation = None
+        if parts:
+            if len(parts) == 1 and not partial and parts[0].settings == settings.explain:
+                explanation = parts[0]
+            else:
+                methods = tuple(m for m in settings.explain.methods if any(m in p.settings.methods for p in parts))
+                explanation = combine_explanations(parts, settings.explain.replace(methods=methods))
+        return LesionAnalysis(instance, explanation, curve, seconds)
+
+
 def analyse_lesion(
     model: LesionModel,
     result: "SegmentationResult",
@@ -121,9 +254,14 @@ def analyse_lesion(
     settings: AnalysisSettings = AnalysisSettings(),
     progress: Optional[ProgressCallback | ProgressReporter] = None,
     cancel: Optional[CancelToken] = None,
+    subject: Optional[SubjectAnalysis] = None,
 ) -> LesionAnalysis:
-    """Return the analysis (explanation and context curve, as selected) of one instance of ``result``."""
-    return next(analyse_lesions(model, result, [lesion_id], settings, progress, cancel))
+    """Return the analysis (explanation and context curve, as selected) of one instance of ``result``.
+
+    Pass the subject's :class:`SubjectAnalysis` (same model and result) when analysing several lesions
+    one call at a time, so that subject-wide work (CAM layer activations) is done once.
+    """
+    return next(analyse_lesions(model, result, [lesion_id], settings, progress, cancel, subject))
 
 
 def analyse_lesions(
@@ -133,31 +271,32 @@ def analyse_lesions(
     settings: AnalysisSettings = AnalysisSettings(),
     progress: Optional[ProgressCallback | ProgressReporter] = None,
     cancel: Optional[CancelToken] = None,
+    subject: Optional[SubjectAnalysis] = None,
 ) -> Iterator[LesionAnalysis]:
-    """Yield a LesionAnalysis per id (default: every instance, FN included), in order; unknown ids fail first."""
-    from LesionXAILib.explain.api import instance_targets, iter_explanations
-    from LesionXAILib.probes.context import context_probe_instances
+    """Yield a LesionAnalysis per id (default: every instance, FN included), in order; unknown ids fail first.
+
+    Lesions share one :class:`SubjectAnalysis` (``subject``, or one made here), so the CAM layer's
+    whole-volume activations are computed once for all of them.
+    """
+    from LesionXAILib.explain.api import instance_targets
 
     instances = result.instances
     chosen = list(instances.ids if ids is None else ids)
-    targets = instance_targets(instances, chosen, settings.explain.aggregation) if settings.explain else None
+    if settings.explain:
+        instance_targets(instances, chosen, settings.explain.aggregation)  # unknown/duplicate ids fail before any work
+    else:
+        for i in chosen:
+            instances.get(i)
+    if subject is None:
+        subject = SubjectAnalysis(model, result)
+    elif subject.model is not model or subject.result is not result:
+        raise ParameterError("the SubjectAnalysis given is of another model or segmentation result")
     reporter = as_reporter(progress, cancel)
-    parts = int(settings.explain is not None) + int(settings.context is not None)
     for n, i in enumerate(chosen):
-        start = time.perf_counter()
         lo, hi = n / max(len(chosen), 1), (n + 1) / max(len(chosen), 1)
-        sub = reporter.sub(lo, hi)
-        explanation = curve = None
-        step = 0
-        if settings.explain is not None:
-            part = sub.sub(0.0, 1.0 / parts)
-            explanation = next(iter_explanations(model, result.normalized, [targets[n]], result.geometry, settings.explain, part))
-            step += 1
-        if settings.context is not None:
-            part = sub.sub(step / parts, 1.0)
-            curve = context_probe_instances(model, result, [i], settings.context, part)[int(i)]
+        analysis = subject.analyse(i, settings, reporter.sub(lo, hi))
         reporter(hi, f"lesion {i} ({n + 1}/{len(chosen)})")
-        yield LesionAnalysis(instances.get(i), explanation, curve, time.perf_counter() - start)
+        yield analysis
 
 
 LESIONS_CSV = "lesions.csv"

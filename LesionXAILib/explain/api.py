@@ -2,7 +2,9 @@
 
 Instances are evaluated on grid-aligned lesion-centred crops (``settings.roi_margin_mm``) or, with
 ``settings.full_volume``, on the whole volume (the reference). Instances whose crops coincide share
-their forward passes; CAMs share one gradient-free whole-volume pass for their layer activations.
+their forward passes; CAMs share one gradient-free whole-volume pass for their layer activations,
+which a caller explaining one lesion at a time can compute once per subject and pass in
+(``layer_activations``, e.g. :class:`LesionXAILib.analysis.SubjectAnalysis`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 import torch
 
 from LesionXAILib.errors import InputImageError, ParameterError
-from LesionXAILib.explain.cam import LayerActivations, cam_maps, layer_activations, resolve_layer
+from LesionXAILib.explain.cam import LayerActivations, cam_maps, resolve_layer
+from LesionXAILib.explain.cam import layer_activations as compute_layer_activations
 from LesionXAILib.explain.crop_inputs import CropInputs, crop_inputs
 from LesionXAILib.explain.explanation import Explanation
 from LesionXAILib.explain.gradient import gradient_maps
@@ -100,8 +103,14 @@ def iter_explanations(
     settings: ExplainSettings = ExplainSettings(),
     progress: Optional[ProgressCallback | ProgressReporter] = None,
     cancel: Optional[CancelToken] = None,
+    layer_activations: Optional[LayerActivations] = None,
 ) -> Iterator[Explanation]:
-    """Yield one Explanation per target as soon as its group of instances is done (bounded memory for many)."""
+    """Yield one Explanation per target as soon as its group of instances is done (bounded memory for many).
+
+    ``layer_activations``: the CAM layer's whole-volume activations of this model and image, computed
+    before (:func:`LesionXAILib.explain.cam.layer_activations`); without them CAMs in ROI mode compute
+    them once per call.
+    """
     model = check_model(model)
     image = check_image(model, normalized, geometry)
     targets = [as_target(t, image.shape[1:], settings.aggregation) for t in targets]
@@ -113,10 +122,12 @@ def iter_explanations(
     full_cam: Optional[LayerActivations] = None
     device, dtype = model.device, model_dtype(model)
     done = 0
+    if cam_layer is not None and layer_activations is not None:
+        full_cam = check_layer_activations(layer_activations, cam_layer, image.shape[1:], model.size_divisor)
     with explaining(model):
-        if cam_layer is not None and not settings.full_volume:
+        if cam_layer is not None and not settings.full_volume and full_cam is None:
             reporter(0.0, "CAM layer activations (whole volume)")
-            full_cam = layer_activations(model, image, cam_layer)
+            full_cam = compute_layer_activations(model, image, cam_layer)
         for box, members in groups:
             start = time.perf_counter()
             group = [targets[i] for i in members]
@@ -129,6 +140,65 @@ def iter_explanations(
                 yield _explanation(target, one, settings, geometry, seconds, box, cam_layer, sigma, sequence_names(model))
             done += len(group)
             reporter(done / len(targets), f"{done}/{len(targets)} instances")
+
+
+def check_layer_activations(
+    activations: LayerActivations, layer: str, image_shape: Sequence[int], divisor: int
+) -> LayerActivations:
+    """Return ``activations`` after checking they are of ``layer`` and of an image of ``image_shape`` (else ParameterError)."""
+    from LesionXAILib.roi import full_box
+
+    if activations.layer != layer:
+        raise ParameterError(f"layer activations are of '{activations.layer}', not of the CAM layer '{layer}'")
+    padded = tuple(full_box(tuple(int(s) for s in image_shape), divisor).shape)
+    if tuple(activations.padded_shape) != padded:
+        raise ParameterError(
+            f"layer activations were computed for a padded grid {tuple(activations.padded_shape)}, this image needs {padded}"
+        )
+    return activations
+
+
+def combine_explanations(parts: Sequence[Explanation], settings: ExplainSettings) -> Explanation:
+    """Return one Explanation holding the maps and statistics of ``parts`` (same instance, disjoint methods).
+
+    Methods are computed independently of each other (own passes, same crop, same noise draws), so
+    explaining ``settings.methods`` in parts and combining gives what one call with all of them gives;
+    only ``seconds`` is the sum of the parts' times.
+    """
+    if not parts:
+        raise ParameterError("no explanation to combine")
+    first = parts[0]
+    maps: dict[str, np.ndarray] = {}
+    stats: dict[str, dict] = {}
+    shares: dict[str, float] = {}
+    extra: dict = {}
+    cam_layer = None
+    for part in parts:
+        if part.instance_id != first.instance_id:
+            raise ParameterError(f"cannot combine explanations of instances {first.instance_id} and {part.instance_id}")
+        overlap = set(maps) & set(part.maps)
+        if overlap:
+            raise ParameterError(f"explanation parts both hold map(s) {sorted(overlap)}")
+        maps.update(part.maps)
+        stats.update({k: v for k, v in part.statistics.items() if k != "flair_share"})
+        shares.update(part.statistics.get("flair_share", {}))
+        extra.update(part.extra)
+        cam_layer = cam_layer or part.cam_layer
+    ordered = {m: shares[m] for m in settings.gradient_methods if m in shares}
+    stats["flair_share"] = ordered
+    return Explanation(
+        instance_id=first.instance_id,
+        maps=maps,
+        statistics=stats,
+        settings=settings,
+        seconds=float(sum(p.seconds for p in parts)),
+        status=first.status,
+        voxels=first.voxels,
+        box=first.box,
+        cam_layer=cam_layer,
+        sigma=first.sigma,
+        extra=extra,
+    )
 
 
 def _group_maps(

@@ -2,12 +2,17 @@
 
 ``run`` segments the inputs and adds (in a subject-hierarchy folder) a segmentation node with one
 segment per instance, the instance label map, the probability map and the instance table.
-``select_lesion(id)`` = ``show_lesion(compute_lesion(id))``: ``compute_lesion`` runs
-:func:`LesionXAILib.analysis.analyse_lesion` (explanations + context probe) without touching the
-scene, so it may run in a worker thread, and caches the result under a key made of the input voxels
-and geometry, ground truth, model weights and every setting; ``show_lesion`` (main thread) writes
-the maps into overlay volumes, the context curve into a table and chart, and sets every slice
-composite node (background FLAIR, foreground the chosen overlay, label the lesions).
+``select_lesion(id)`` = ``show_lesion(compute_lesion(id))``: ``compute_lesion`` runs the analysis
+of :mod:`LesionXAILib.analysis` (explanations + context probe, through the run's
+:class:`~LesionXAILib.analysis.SubjectAnalysis`, so the CAM layer's whole-volume activations are
+computed once per run, not once per lesion) without touching the scene, so it may run in a worker
+thread, and caches the result under a key made of the input voxels and geometry, ground truth, model
+weights and every setting. With ``on_partial`` it delivers the lesion in stages (the explainer of the
+overlay to show first, then the other explainers, then the context probe), each stage a
+``LesionResult`` with ``complete=False`` that ``show_lesion`` can show. ``show_lesion`` (main thread)
+writes only the overlay being shown into its volume node (the others when first shown or asked for),
+the context curve into a table and chart, and sets every slice composite node (background FLAIR,
+foreground the chosen overlay, label the lesions) keeping the foreground opacity the user chose.
 
 Input nodes are only read: their voxels, geometry, display and references are never changed.
 """
@@ -17,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -44,6 +49,8 @@ METHOD_TITLES = {
     "smoothgrad_abs": "|SmoothGrad|", "integrated_gradients": "Integrated gradients",
     "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
 }  # fmt: skip
+# unfinished per-lesion computations kept to resume from (each holds full-grid maps)
+MAX_PARTIALS = 4
 # window half-width of an overlay = this percentile of |value| over its non-zero voxels (robust to single spikes)
 WINDOW_PERCENTILE = 99.5
 
@@ -103,9 +110,52 @@ class SessionSettings:
         return (self.threshold, float(self.min_size))
 
 
+@dataclass(frozen=True)
+class DisplaySettings:
+    """How the session draws into the views (never part of the cache key: nothing computed depends on it).
+
+    ``view_legends``: colour-legend display nodes inside the slice views (Slicer's module keeps them; a
+    front end drawing its own colour bar from ``legend()`` turns them off). ``segmentation_in_slices``:
+    draw the segmentation node in the 2D views as well as the instance label layer (both show the same
+    lesions; the label layer alone halves the lesion drawing per slice render). ``foreground_opacity``:
+    initial overlay opacity (``set_overlay_opacity`` changes it).
+    """
+
+    view_legends: bool = True
+    segmentation_in_slices: bool = True
+    foreground_opacity: float = views.FOREGROUND_OPACITY
+
+    def __post_init__(self) -> None:
+        _check_opacity(self.foreground_opacity)
+
+
+def _check_opacity(opacity: float) -> float:
+    value = float(opacity)
+    if not 0.0 <= value <= 1.0:
+        raise ParameterError(f"overlay opacity must be in [0, 1], got {opacity}")
+    return value
+
+
+# explainer methods whose maps make up each overlay; "context" stands for the context probe
+def overlay_sources(overlay: str) -> tuple[str, ...]:
+    """Return what must be computed to show ``overlay``: an explainer method name, or 'context' for the shells."""
+    if overlay == SHELLS_OVERLAY:
+        return ("context",)
+    if overlay in METHOD_TITLES:
+        return (overlay,)
+    for method in sorted(METHOD_TITLES, key=len, reverse=True):
+        if overlay.startswith(method + "_"):
+            return (method,)
+    return ()
+
+
 @dataclass
 class LesionResult:
-    """One lesion's statistics, context curve and full analysis (maps in ``analysis.explanation.maps``)."""
+    """One lesion's statistics, context curve and analysis (maps in ``analysis.explanation.maps``).
+
+    ``complete`` is False for a stage delivered before the whole analysis is done (``compute_lesion``
+    with ``on_partial``): it holds the maps computed so far, and ``curve`` is None until the probe ran.
+    """
 
     lesion_id: int
     statistics: dict
@@ -114,6 +164,13 @@ class LesionResult:
     from_cache: bool
     centroid_ras: tuple[float, float, float]
     key: str = ""  # the session key it was computed under
+    complete: bool = True
+
+    def has_overlay(self, overlay: str) -> bool:
+        """Return True if this result holds what ``overlay`` shows (a map, or the context curve for the shells)."""
+        if overlay == SHELLS_OVERLAY:
+            return self.curve is not None
+        return overlay in self.maps
 
     @property
     def maps(self) -> dict[str, np.ndarray]:
@@ -182,6 +239,7 @@ class LesionSession:
         ground_truth_node: Any = None,
         cache: Optional[ResultCache] = None,
         name: Optional[str] = None,
+        display: Optional[DisplaySettings] = None,
     ) -> None:
         for role, node in (("FLAIR", flair_node), ("MPRAGE", t1_node)):
             if node is None or not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
@@ -194,6 +252,11 @@ class LesionSession:
             raise InputImageError(f"ground truth {node_label(ground_truth_node)} is not in this scene")
         if not isinstance(settings, SessionSettings):
             raise ParameterError(f"settings must be SessionSettings, got {type(settings).__name__}")
+        display = DisplaySettings() if display is None else display
+        if not isinstance(display, DisplaySettings):
+            raise ParameterError(f"display must be DisplaySettings, got {type(display).__name__}")
+        self.display = display
+        self._opacity = float(display.foreground_opacity)
         self.scene = scene
         self.flair_node = flair_node
         self.t1_node = t1_node
@@ -215,6 +278,12 @@ class LesionSession:
         self.selected_id: Optional[int] = None
         self.overlay: str = OVERLAYS[0]
         self._out_shell_radii: list[float] = []
+        self._subject: Any = None  # LesionXAILib.analysis.SubjectAnalysis of the last run
+        self._partials: "dict[tuple[str, int], Any]" = {}  # (key, id) -> LesionAnalysis of an unfinished compute
+        self._shown: Optional[LesionResult] = None  # the result behind the selection
+        self._written: dict[str, tuple] = {}  # overlay (or curve) -> (key, lesion id) its node holds
+        # counts of volume-node writes by overlay name (tests assert what a show writes)
+        self.writes: dict[str, int] = {}
 
     # ------------------------------------------------------------------ model and settings
     @property
@@ -317,11 +386,18 @@ class LesionSession:
         settings = self._settings
         result = segment(pair, model, settings.segmentation_settings(), gt, reporter.sub(0.05, 0.9))
         reporter(0.9, "adding segments and table to the scene")
+        from LesionXAILib.analysis import SubjectAnalysis
+
         self._result = result
+        self._subject = SubjectAnalysis(model, result)
+        with self._lock:
+            self._partials.clear()
         self._run_settings = settings
         self._input_stamps = stamps
         self._input_digest = digest_arrays(pair.flair, pair.t1, pair.geometry.to_dict(), gt)
         self.selected_id = None
+        self._shown = None
+        self._written.clear()
         self._show_segmentation(result)
         reporter(1.0, f"{len(result.instances.ids)} lesions")
         return result
@@ -361,10 +437,11 @@ class LesionSession:
         tables.fill_instance_table(out.table, self.table_rows())
         for node in (out.labels, out.segmentation, out.probability, out.table):
             hierarchy.place_in_folder(scene, node, out.folder)
+        out.segmentation.GetDisplayNode().SetVisibility2D(bool(self.display.segmentation_in_slices))
         for node in list(out.overlays.values()) + [out.shells]:  # maps of a previous run's lesion are stale now
             if node is not None:
                 node.SetAttribute("LesionXAI.lesion_id", "")
-        views.set_layers(scene, self.flair_node, None, out.labels)
+        views.set_layers(scene, self.flair_node, None, out.labels, self._opacity)
 
     # ------------------------------------------------------------------ lookup and statistics
     def lesion_at(self, ras: Sequence[float]) -> Optional[int]:
@@ -414,7 +491,7 @@ class LesionSession:
             "computed": False,
         }
 
-    def _computed_statistics(self, analysis: Any) -> dict:
+    def _computed_statistics(self, analysis: Any, complete: bool = True) -> dict:
         stats = self._base_statistics(analysis.instance)
         explanation = analysis.explanation
         if explanation is not None:
@@ -430,7 +507,7 @@ class LesionSession:
             )
             stats["context_status"] = analysis.curve.status
             stats["context_description"] = analysis.curve.description
-        stats["computed"] = True
+        stats["computed"] = bool(complete)
         return stats
 
     def table_rows(self) -> list[dict]:
@@ -443,35 +520,69 @@ class LesionSession:
         key = self.key
         return key is not None and self.needs_run() is None and self.cache.contains(key, int(lesion_id))
 
-    def compute_lesion(self, lesion_id: int, progress: Any = None, cancel: Any = None) -> LesionResult:
-        """Return the lesion's explanations + context probe (cached); no scene access, safe in a worker thread."""
-        from LesionXAILib.analysis import analyse_lesion
+    def compute_lesion(
+        self,
+        lesion_id: int,
+        progress: Any = None,
+        cancel: Any = None,
+        on_partial: Optional[Callable[[LesionResult], None]] = None,
+        first: Optional[str] = None,
+    ) -> LesionResult:
+        """Return the lesion's explanations + context probe (cached); no scene access, safe in a worker thread.
+
+        ``on_partial(result)`` (called on this thread) receives each finished stage as a LesionResult with
+        ``complete=False``: the explainer behind overlay ``first`` (default: ``default_overlay()``), then the
+        other explainers, then the probe completes the returned result. A computation cancelled after a
+        stage resumes from it on the next call (same key). Maps do not depend on the staging.
+        """
+        from LesionXAILib.analysis import AnalysisSettings
 
         result = self._check_current()
         lesion_id = int(lesion_id)
         row = result.instances.get(lesion_id)  # unknown id -> InstanceError listing the valid ones
         settings = self._settings
         key = self.key
+        subject = self._subject
         cached = self.cache.get(key, lesion_id)
         if cached is not None:
             with self._lock:
                 self._statistics[(key, lesion_id)] = cached.statistics
             return dataclasses.replace(cached, from_cache=True)
-        analysis = analyse_lesion(self.model, result, lesion_id, settings.analysis_settings(), progress, cancel)
-        stats = self._computed_statistics(analysis)
-        value = LesionResult(
-            lesion_id=lesion_id,
-            statistics=stats,
-            curve=analysis.curve,
-            analysis=analysis,
-            from_cache=False,
-            centroid_ras=tuple(float(v) for v in row.centroid_ras),
-            key=key,
-        )
+        analysis_settings: AnalysisSettings = settings.analysis_settings()
+        centroid = tuple(float(v) for v in row.centroid_ras)
+        with self._lock:
+            start = self._partials.get((key, lesion_id))
+        sources = overlay_sources(first or self.default_overlay()) if on_partial is not None else ()
+
+        def make(analysis: Any, complete: bool) -> LesionResult:
+            stats = self._computed_statistics(analysis, complete)
+            return LesionResult(lesion_id, stats, analysis.curve, analysis, False, centroid, key, complete)  # type: ignore[arg-type]
+
+        def partial(analysis: Any) -> None:
+            with self._lock:
+                self._partials[(key, lesion_id)] = analysis
+                while len(self._partials) > MAX_PARTIALS:
+                    self._partials.pop(next(iter(self._partials)))
+            if on_partial is not None:
+                value = make(analysis, False)
+                with self._lock:
+                    self._statistics[(key, lesion_id)] = value.statistics
+                on_partial(value)
+
+        if start is not None and on_partial is not None:
+            partial(start)  # what an interrupted computation had finished: show it at once
+        analysis = subject.analyse(lesion_id, analysis_settings, progress, cancel, sources, partial, start)
+        value = make(analysis, True)
         self.cache.put(key, lesion_id, value)
         with self._lock:
-            self._statistics[(key, lesion_id)] = stats
+            self._statistics[(key, lesion_id)] = value.statistics
+            self._partials.pop((key, lesion_id), None)
         return value
+
+    @property
+    def subject_analysis(self) -> Any:
+        """Return the run's SubjectAnalysis (shared per-subject work, e.g. CAM activations; None before ``run``)."""
+        return self._subject
 
     def available_overlays(self) -> tuple[str, ...]:
         """Return the overlay names the current settings produce (maps of the explainers, then the shells)."""
@@ -485,7 +596,12 @@ class LesionSession:
         return tuple(names) + (SHELLS_OVERLAY,)
 
     def show_lesion(self, result: LesionResult, overlay: Optional[str] = None) -> None:
-        """Show a computed lesion (main thread): overlays, shells, curve table + chart, table row, slice layers, jump."""
+        """Show a computed lesion (main thread): the chosen overlay, curve table + chart, table row, slice layers, jump.
+
+        Only the overlay shown is written into its volume node; the others are written when first shown
+        (``set_overlay``) or asked for (``overlay_node``). A partial result (``complete=False``) whose
+        stages do not hold the overlay yet shows the lesion without a foreground layer.
+        """
         segmentation = self._check_current()
         overlay = overlay or self.default_overlay()
         if result.key != self.key:
@@ -494,19 +610,20 @@ class LesionSession:
             )
         if self.inputs_changed():
             raise InputImageError("an input volume changed since run(); call run() again")
-        overlay = self._check_overlay(overlay, result)
-        scene, out, geometry = self.scene, self._out, segmentation.geometry
+        overlay = self._check_overlay(overlay, result if result.complete else None)
+        out = self._out
         lesion_id = int(result.lesion_id)
-        for name, array in result.maps.items():
-            self._update_overlay(name, array, lesion_id, geometry)
-        if result.curve is not None:
-            self._update_shells(result.curve, lesion_id, geometry)
-            self._update_curve(result.curve, lesion_id)
-        tables.update_instance_row(out.table, result.statistics)
+        same_lesion = self._shown is not None and (self._shown.key, self._shown.lesion_id) == (result.key, lesion_id)
+        self._shown = result
         self.selected_id = lesion_id
         self.overlay = overlay
+        if result.curve is not None and self._written.get("curve") != (result.key, lesion_id):
+            self._update_curve(result.curve, lesion_id)
+            self._written["curve"] = (result.key, lesion_id)
+        tables.update_instance_row(out.table, result.statistics)
         self._show_overlay(overlay)
-        views.jump_slices_to(scene, result.centroid_ras)
+        if not same_lesion:  # a later stage of the lesion on show keeps the user's scrolling
+            views.jump_slices_to(self.scene, result.centroid_ras)
         if self._segment_ids.get(lesion_id):
             out.segmentation.GetDisplayNode().SetSegmentVisibility(self._segment_ids[lesion_id], True)
 
@@ -527,19 +644,48 @@ class LesionSession:
         return result
 
     def set_overlay(self, overlay: str) -> None:
-        """Switch the foreground layer to another overlay of the selected lesion."""
+        """Switch the foreground layer to another overlay of the selected lesion (written now if not yet)."""
         if self.selected_id is None:
             raise ParameterError("no lesion selected: call select_lesion(id) first")
         self.overlay = self._check_overlay(overlay, None)
         self._show_overlay(self.overlay)
 
+    def set_overlay_opacity(self, opacity: float) -> None:
+        """Set the foreground (overlay) opacity of every slice view, kept across ``show_lesion``/``set_overlay``."""
+        self._opacity = _check_opacity(opacity)
+        for composite in views.composite_nodes(self.scene):
+            composite.SetForegroundOpacity(self._opacity)
+
+    @property
+    def overlay_opacity(self) -> float:
+        """Return the foreground opacity the session applies."""
+        return self._opacity
+
+    def show_in_3d(self, visible: bool = True) -> None:
+        """Show (or hide) the lesion segments as closed surfaces in the 3D views (surfaces built once)."""
+        node = self._out.segmentation
+        if node is None:
+            raise ParameterError("no segmentation yet: call run() first")
+        if visible:
+            node.CreateClosedSurfaceRepresentation()
+        node.GetDisplayNode().SetVisibility3D(bool(visible))
+
+    def set_segmentation_in_slices(self, visible: bool) -> None:
+        """Draw the segmentation node in the slice views too (True) or leave the lesions to the label layer (False)."""
+        self.display = dataclasses.replace(self.display, segmentation_in_slices=bool(visible))
+        if self._out.segmentation is not None:
+            self._out.segmentation.GetDisplayNode().SetVisibility2D(bool(visible))
+
     def overlay_node(self, overlay: str) -> Any:
-        """Return the volume node of an overlay of the selected lesion (a labelmap for the context shells)."""
+        """Return the volume node of an overlay of the selected lesion (a labelmap for the context shells).
+
+        The node is written from the selected lesion's result if it does not hold that overlay yet.
+        """
         overlay = self._check_overlay(overlay, None)
-        node = self._out.shells if overlay == SHELLS_OVERLAY else self._out.overlays.get(overlay)
-        if node is None or self.selected_id is None or node.GetAttribute("LesionXAI.lesion_id") != str(self.selected_id):
+        shown = self._shown
+        if self.selected_id is None or shown is None or not shown.has_overlay(overlay):
             raise ParameterError(f"overlay '{overlay}' is not available: select a lesion first")
-        return node
+        return self._ensure_overlay(overlay, shown)
 
     def legend(self, overlay: str) -> dict:
         """Return the colour bar of an overlay: colormap name, min/max, units, (value, rgb) samples."""
@@ -618,6 +764,8 @@ class LesionSession:
             hierarchy.remove_folder(self.scene, self._out.folder)
         self._out = _Outputs()
         self.selected_id = None
+        self._shown = None
+        self._written.clear()
 
     def _check_overlay(self, overlay: str, result: Optional[LesionResult]) -> str:
         names = self.available_overlays()
@@ -677,10 +825,32 @@ class LesionSession:
             hierarchy.place_in_folder(scene, node, out.folder)
         tables.show_chart_in_plot_views(scene, out.chart)
 
+    def _ensure_overlay(self, overlay: str, result: LesionResult) -> Any:
+        """Return the overlay's node holding ``result``'s map (or shells), writing it only if it holds another."""
+        geometry = self._result.geometry
+        lesion_id = int(result.lesion_id)
+        node = self._out.shells if overlay == SHELLS_OVERLAY else self._out.overlays.get(overlay)
+        fresh = node is None or node.GetScene() is None or node.GetAttribute("LesionXAI.lesion_id") != str(lesion_id)
+        if fresh or self._written.get(overlay) != (result.key, lesion_id):
+            if overlay == SHELLS_OVERLAY:
+                self._update_shells(result.curve, lesion_id, geometry)
+            else:
+                self._update_overlay(overlay, result.maps[overlay], lesion_id, geometry)
+            self._written[overlay] = (result.key, lesion_id)
+            self.writes[overlay] = self.writes.get(overlay, 0) + 1
+        return self._out.shells if overlay == SHELLS_OVERLAY else self._out.overlays[overlay]
+
     def _show_overlay(self, overlay: str) -> None:
-        node = self.overlay_node(overlay)
-        views.set_layers(self.scene, self.flair_node, node, self._out.labels)
-        self._show_legend(overlay, node)
+        shown = self._shown
+        if shown is None or not shown.has_overlay(overlay):  # a stage that does not hold it yet
+            views.set_layers(self.scene, self.flair_node, None, self._out.labels, self._opacity)
+            for legend in self._out.legends.values():
+                legend.SetVisibility(False)
+            return
+        node = self._ensure_overlay(overlay, shown)
+        views.set_layers(self.scene, self.flair_node, node, self._out.labels, self._opacity)
+        if self.display.view_legends:
+            self._show_legend(overlay, node)
 
     def _show_legend(self, overlay: str, node: Any) -> None:
         """Show a colour legend for the foreground overlay (hide the others), where the scene supports legends."""
