@@ -195,7 +195,9 @@ class SubjectAnalysis:
         on_partial: Optional[Callable[[LesionAnalysis], None]] = None,
         start: Optional[LesionAnalysis] = None,
     ) -> LesionAnalysis:
-        """Return one lesion's analysis, computed in stages: explainers named in ``first``, the other explainers, the probe.
+        """Return one lesion's analysis, computed in stages: what ``first`` names, the other explainers, the probe.
+
+        ``first`` lists explainer methods (e.g. ``("smoothgrad",)``) and/or ``"context"`` (the probe).
 
         ``on_partial(analysis)`` receives the analysis so far after every stage but the last (e.g. to show
         a map before the context probe is done); ``start`` is such a partial analysis to resume from
@@ -210,14 +212,17 @@ class SubjectAnalysis:
         done_methods = {m for p in done_parts for m in p.settings.methods}
         curve = start.curve if start is not None else None
         stages: list[tuple[str, Any]] = []
+        probe = [("context", settings.context)] if settings.context is not None and curve is None else []
+        if "context" in first:  # e.g. to show the context shells first
+            stages += probe
+            probe = []
         if settings.explain is not None:
             todo = [m for m in settings.explain.methods if m not in done_methods]
             early = [m for m in todo if m in first]
             for methods in (early, [m for m in todo if m not in early]):
                 if methods:
                     stages.append(("explain", settings.explain.replace(methods=tuple(methods))))
-        if settings.context is not None and curve is None:
-            stages.append(("context", settings.context))
+        stages += probe
         seconds = start.seconds if start is not None else 0.0
         parts = list(done_parts)
         for n, (kind, stage_settings) in enumerate(stages):

@@ -396,3 +396,155 @@ def test_remove_outputs_leaves_only_the_inputs():
     assert all(scene.GetNodeByID(i) is None for i in outputs)
     for node in nodes.values():
         assert scene.GetNodeByID(node.GetID()) is node
+
+
+# ---------------------------------------------------------------- click speed: staged, lazy, once per subject
+
+
+def fresh_session(display=None, settings=SETTINGS):
+    scene, nodes = make_scene()
+    session = LesionSession(scene, nodes["flair"], nodes["t1"], MODEL, settings, nodes["gt"], cache=ResultCache(), display=display)
+    session.run()
+    return scene, nodes, session
+
+
+def test_show_writes_only_the_overlay_shown_and_the_others_when_asked():
+    scene, _, session = fresh_session()
+    result = session.compute_lesion(2)
+    session.show_lesion(result, "smoothgrad_flair")
+    assert session.writes == {"smoothgrad_flair": 1}
+    assert session.overlay_node("smoothgrad_flair").GetAttribute("LesionXAI.lesion_id") == "2"
+    session.set_overlay("gradcampp")  # written on first show
+    assert session.writes == {"smoothgrad_flair": 1, "gradcampp": 1}
+    session.set_overlay("smoothgrad_flair")  # holds lesion 2 already: not rewritten
+    session.show_lesion(session.compute_lesion(2), "smoothgrad_flair")  # cached re-click: nothing rewritten
+    assert session.writes == {"smoothgrad_flair": 1, "gradcampp": 1}
+    # asking for a node writes it, with the lesion's map
+    mprage, _ = array_from_volume_node(session.overlay_node("smoothgrad_mprage"))
+    np.testing.assert_array_equal(mprage, result.maps["smoothgrad_mprage"])
+    assert session.writes["smoothgrad_mprage"] == 1
+    # another lesion: its shown overlay is rewritten, a node holding the old lesion is not handed out stale
+    other = session.select_lesion(1, "smoothgrad_flair")
+    assert session.writes["smoothgrad_flair"] == 2 and session.writes["gradcampp"] == 1
+    cam, _ = array_from_volume_node(session.overlay_node("gradcampp"))
+    np.testing.assert_array_equal(cam, other.maps["gradcampp"])
+    assert session.writes["gradcampp"] == 2
+
+
+def test_overlay_opacity_is_kept_across_selections_and_overlays():
+    scene, _, session = fresh_session()
+    composites = views.composite_nodes(scene)
+    assert all(c.GetForegroundOpacity() == pytest.approx(views.FOREGROUND_OPACITY) for c in composites)
+    session.set_overlay_opacity(0.25)
+    session.select_lesion(1)
+    assert all(c.GetForegroundOpacity() == pytest.approx(0.25) for c in composites)
+    session.set_overlay("gradcampp")
+    session.select_lesion(2, "context_shells")
+    assert all(c.GetForegroundOpacity() == pytest.approx(0.25) for c in composites)
+    session.run()
+    assert session.overlay_opacity == pytest.approx(0.25)
+    assert all(c.GetForegroundOpacity() == pytest.approx(0.25) for c in composites)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ParameterError, match="opacity"):
+            session.set_overlay_opacity(bad)
+    from LesionXAILib.mrml.session import DisplaySettings
+
+    with pytest.raises(ParameterError, match="opacity"):
+        DisplaySettings(foreground_opacity=2.0)
+
+
+def test_display_settings_leave_legends_to_the_front_end_and_lesions_to_the_label_layer():
+    from LesionXAILib.mrml.session import DisplaySettings
+
+    scene, _, session = fresh_session(DisplaySettings(view_legends=False, segmentation_in_slices=False))
+    assert not session.segmentation_node.GetDisplayNode().GetVisibility2D()
+    session.select_lesion(1)
+    node = session.overlay_node("smoothgrad_flair")
+    assert not any(node.GetNthDisplayNode(i).IsA("vtkMRMLColorLegendDisplayNode") for i in range(node.GetNumberOfDisplayNodes()))
+    assert scene.GetNumberOfNodesByClass("vtkMRMLColorLegendDisplayNode") == 0
+    assert session.legend("smoothgrad_flair")["max"] > 0  # the front end draws it from here
+    for c in views.composite_nodes(scene):
+        assert c.GetLabelVolumeID() == session.labels_node.GetID()
+    session.set_segmentation_in_slices(True)
+    assert session.segmentation_node.GetDisplayNode().GetVisibility2D()
+    # the default (Slicer module) keeps both
+    _, _, default = fresh_session()
+    assert default.segmentation_node.GetDisplayNode().GetVisibility2D()
+
+
+def test_show_in_3d_builds_closed_surfaces():
+    scene, _, session = fresh_session()
+    segmentation = session.segmentation_node.GetSegmentation()
+    closed = slicer.vtkSegmentationConverter.GetSegmentationClosedSurfaceRepresentationName()
+    session.show_in_3d()
+    assert segmentation.ContainsRepresentation(closed)
+    display = session.segmentation_node.GetDisplayNode()
+    assert display.GetVisibility3D()
+    surface = segmentation.GetSegment(session.segment_id(2)).GetRepresentation(closed)
+    assert surface.GetNumberOfPoints() > 0
+    session.show_in_3d(False)
+    assert not display.GetVisibility3D()
+
+
+def test_compute_lesion_delivers_the_shown_explainer_first_then_the_rest():
+    scene, _, session = fresh_session()
+    stages = []
+
+    def on_partial(result):
+        assert not session.is_cached(2)  # still computing
+        stages.append(result)
+        session.show_lesion(result, "smoothgrad_flair")  # a front end shows each stage (here: same thread)
+
+    final = session.compute_lesion(2, on_partial=on_partial, first="smoothgrad_flair")
+    # explanation-first: SmoothGrad alone, then + Grad-CAM++; the probe completes the final result
+    assert [sorted(s.maps) for s in stages] == [
+        ["smoothgrad_flair", "smoothgrad_mprage"], ["gradcampp", "smoothgrad_flair", "smoothgrad_mprage"]
+    ]
+    assert all(not s.complete and s.curve is None and s.statistics["context_needed_mm"] is None for s in stages)
+    assert stages[0].statistics["flair_share"] is not None and not stages[0].statistics["computed"]
+    assert final.complete and final.curve is not None and session.is_cached(2)
+    # the first stage put the overlay on screen already
+    assert session.writes == {"smoothgrad_flair": 1}
+    # same maps as the one-shot computation
+    direct = analyse_lesion(MODEL, session.result, 2, SETTINGS.analysis_settings())
+    for key, arr in direct.explanation.maps.items():
+        np.testing.assert_array_equal(final.maps[key], arr)
+    session.show_lesion(final, "smoothgrad_flair")
+    assert session.writes == {"smoothgrad_flair": 1}  # the complete result holds the same map: not rewritten
+    # a stage without the overlay asked for shows the lesion with no foreground yet
+    stages.clear()
+    session.settings = SETTINGS.replace(seed=5)
+    session.compute_lesion(1, on_partial=stages.append, first="gradcampp")
+    assert sorted(stages[0].maps) == ["gradcampp"]
+    session.show_lesion(stages[0], "smoothgrad_flair")
+    assert session.selected_id == 1
+    assert all(c.GetForegroundVolumeID() is None for c in views.composite_nodes(scene))
+    with pytest.raises(ParameterError, match="not available"):
+        session.overlay_node("smoothgrad_flair")
+    session.settings = SETTINGS
+
+
+def test_cam_activations_once_per_run_and_a_cancelled_lesion_resumes():
+    _, _, session = fresh_session()
+    session.compute_lesion(1)
+    session.compute_lesion(2)
+    assert session.subject_analysis.activation_passes == 1
+    token = CancelToken()
+    seen = []
+
+    def stop(result):
+        seen.append(result)
+        token.cancel()  # e.g. a click on another lesion
+
+    session.settings = SETTINGS.replace(seed=8)
+    with pytest.raises(Cancelled):
+        session.compute_lesion(1, cancel=token, on_partial=stop, first="smoothgrad_flair")
+    assert not session.is_cached(1)
+    again = []
+    final = session.compute_lesion(1, on_partial=again.append, first="smoothgrad_flair")
+    assert again[0].maps["smoothgrad_flair"] is seen[0].maps["smoothgrad_flair"]  # resumed, shown at once
+    assert final.maps["smoothgrad_flair"] is seen[0].maps["smoothgrad_flair"] and final.complete
+    assert session.subject_analysis.activation_passes == 1  # other settings, same subject and layer
+    previous = session.subject_analysis
+    session.run()
+    assert session.subject_analysis is not previous  # a new run: a new subject

@@ -149,3 +149,14 @@ def instance_labels_node(scene: Any, instances: InstanceSet, name: str, existing
     if existing is not None:
         return update_volume_node(existing, labels, instances.geometry)
     return volume_node_from_array(scene, labels, instances.geometry, name, labelmap=True)
+
+
+def ensure_surface_rule() -> None:
+    """Register the labelmap -> closed-surface conversion rule unless present (Slicer and trame-slicer register it
+    through their Segmentations module logic; a bare slicer-core scene has no rules, so no 3D surfaces)."""
+    import slicer
+
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    rule_class = slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule
+    if not any(isinstance(rule, rule_class) for rule in factory.GetConverterRules()):
+        factory.RegisterConverterRule(rule_class())

@@ -421,6 +421,7 @@ class LesionSession:
         out.labels = segments.instance_labels_node(scene, result.instances, f"{self.name} lesion labels", out.labels)
         out.labels.GetDisplayNode().SetAndObserveColorNodeID(out.lesion_colors.GetID())
         if out.segmentation is None:
+            segments.ensure_surface_rule()  # before the node exists: a segmentation copies the rules it is made with
             out.segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{self.name} lesions")
             out.segmentation.CreateDefaultDisplayNodes()
         self._segment_ids = segments.fill_segmentation(out.segmentation, out.labels, result.instances)
@@ -666,8 +667,8 @@ class LesionSession:
         node = self._out.segmentation
         if node is None:
             raise ParameterError("no segmentation yet: call run() first")
-        if visible:
-            node.CreateClosedSurfaceRepresentation()
+        if visible and not node.CreateClosedSurfaceRepresentation():
+            raise ParameterError("the lesion segments could not be converted to closed surfaces for 3D")
         node.GetDisplayNode().SetVisibility3D(bool(visible))
 
     def set_segmentation_in_slices(self, visible: bool) -> None:

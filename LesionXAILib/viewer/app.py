@@ -3,8 +3,13 @@
 Everything the user sees about a lesion comes from the MRML bridge
 (:class:`LesionXAILib.mrml.session.LesionSession`): which lesion is under a click (``lesion_at``), its
 explanation and context probe (``compute_lesion``, on a worker thread), the overlays, composite nodes
-and slice jumps (``show_lesion`` / ``set_overlay``, on the event loop), statistics, table rows and
-legends. This class connects browser events to those calls and mirrors the results into trame state.
+and slice jumps (``show_lesion`` / ``set_overlay``, on the event loop), opacity, 3D surfaces,
+statistics, table rows and legends. This class connects browser events to those calls and mirrors the
+results into trame state.
+
+A fresh lesion arrives in stages (the bridge's progressive ``compute_lesion``): the explainer of the
+chosen overlay first, shown at once, then the other explainers and the context probe, which complete
+the panel and the curve.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ class Timings:
     """Latencies of the last interaction, in seconds (None until measured); wall-clock stamps for the browser."""
 
     click_to_selection_s: Optional[float] = None  # click event -> lesion known and requested
-    click_to_shown_s: Optional[float] = None  # click event -> show_lesion done (render scheduled)
+    click_to_shown_s: Optional[float] = None  # click event -> show_lesion done (render scheduled), first stage
+    click_to_complete_s: Optional[float] = None  # click event -> the whole analysis shown (curve, statistics)
     compute_s: Optional[float] = None  # worker time of the last fresh computation
     shown_wall_time: Optional[float] = None  # time.time() when the last show_lesion finished
     from_cache: Optional[bool] = None
@@ -94,6 +100,7 @@ class LesionViewer:
         self._precompute_count = 0
         self._request_started: dict[int, float] = {}
         self._on_ready_callbacks: list[Callable[[str], None]] = []
+        self._overlay_choice = DEFAULT_OVERLAY
         self._init_state()
         self.page = page_layout.build_page(self, title)
         self.server.controller.on_server_ready.add(self._on_server_ready)
@@ -151,9 +158,12 @@ class LesionViewer:
             on_progress=self._on_progress,
             on_cancelled=self._on_cancelled,
             on_background=self._on_background,
+            on_partial=self._on_partial,
         )
         names = session.available_overlays()
         overlay = self.state.lx_overlay if self.state.lx_overlay in names else session.default_overlay()
+        self._overlay_choice = overlay
+        session.set_overlay_opacity(float(self.state.lx_opacity))
         with self.state:
             self.state.lx_overlay_items = overlay_items(names)
             self.state.lx_overlay = overlay
@@ -166,18 +176,10 @@ class LesionViewer:
             view.reset_view()
 
     def _show_lesions_in_3d(self) -> None:
-        """Make the lesion segments visible in the 3D view (surfaces), through the bridge when it offers it."""
-        show = getattr(self.session, "show_in_3d", None)
-        if show is not None:
-            show()
-            return
-        # fallback until the bridge has it: the segmentation node's own closed-surface representation, which
-        # the 3D view's segmentation displayable manager draws (display of the bridge's node, no logic of ours)
-        node = self.session.segmentation_node
-        if node is not None:
-            t = time.perf_counter()
-            node.CreateClosedSurfaceRepresentation()
-            log.info("lesion surfaces for the 3D view in %.2f s", time.perf_counter() - t)
+        """Make the lesion segments visible in the 3D view (closed surfaces, built by the bridge)."""
+        t = time.perf_counter()
+        self.session.show_in_3d()
+        log.info("lesion surfaces for the 3D view in %.2f s", time.perf_counter() - t)
 
     # --------------------------------------------------------------- lifecycle
 
@@ -304,10 +306,17 @@ class LesionViewer:
 
     # ------------------------------------------------------ worker callbacks
 
-    def _compute(self, lesion_id: int, progress: Callable[[float, str], None], cancel: Any) -> tuple[Any, float]:
-        """Run the bridge's MRML-free computation (worker thread); return (result, seconds)."""
+    def _compute(
+        self, lesion_id: int, progress: Callable[[float, str], None], cancel: Any, partial: Callable[[Any], None]
+    ) -> tuple[Any, float]:
+        """Run the bridge's MRML-free computation (worker thread), stages to ``partial``; return (result, seconds)."""
         t = time.perf_counter()
-        result = self.session.compute_lesion(lesion_id, progress=progress, cancel=cancel)
+        overlay = self._overlay_choice  # a plain attribute: trame state belongs to the event loop
+
+        def stage(result: Any) -> None:
+            partial((result, time.perf_counter() - t))
+
+        result = self.session.compute_lesion(lesion_id, progress=progress, cancel=cancel, on_partial=stage, first=overlay)
         return result, time.perf_counter() - t
 
     def _on_progress(self, request: LesionRequest, fraction: float, message: str) -> None:
@@ -316,6 +325,13 @@ class LesionViewer:
         with self.state:
             self.state.lx_progress = round(100.0 * fraction, 1)
             self.state.lx_progress_message = f"Lesion {request.lesion_id}: {message}" if message else ""
+
+    def _on_partial(self, request: LesionRequest, payload: tuple[Any, float]) -> None:
+        """A first stage of the requested lesion (e.g. its maps before the context probe): show it now."""
+        if self.worker is None or not self.worker.is_latest(request):
+            return
+        result, seconds = payload
+        self._show(result, self._request_started.get(request.serial), compute_s=seconds)
 
     def _on_result(self, request: LesionRequest, payload: tuple[Any, float]) -> None:
         t0 = self._request_started.pop(request.serial, None)
@@ -362,35 +378,46 @@ class LesionViewer:
     def _show(self, result: Any, t0: Optional[float], compute_s: float) -> None:
         """Show a computed lesion through the bridge (main thread) and mirror it into the panel."""
         overlay = self.state.lx_overlay
+        complete = bool(getattr(result, "complete", True))
         with self.state:
             t_bridge = time.perf_counter()
             self.session.show_lesion(result, overlay=overlay)
-            self._apply_opacity()
             bridge_s = time.perf_counter() - t_bridge
             stats = self.session.lesion_statistics(result.lesion_id)
             self._show_header(stats)
             self._show_details(result, stats)
             self._refresh_table()
             self._refresh_legend()
-            self.state.lx_busy = False
-            self.state.lx_progress = 100.0
-            self.state.lx_progress_message = ""
-            self.state.lx_message = (
-                f"Lesion {result.lesion_id} shown ({'from cache' if result.from_cache else f'computed in {compute_s:.1f} s'})."
-            )
+            if complete:
+                self.state.lx_busy = False
+                self.state.lx_progress = 100.0
+                self.state.lx_progress_message = ""
+                self.state.lx_message = (
+                    f"Lesion {result.lesion_id} shown ({'from cache' if result.from_cache else f'computed in {compute_s:.1f} s'})."
+                )
+            else:
+                self.state.lx_message = (
+                    f"Lesion {result.lesion_id}: maps so far shown after {compute_s:.1f} s; computing the rest…"
+                )
         now = time.perf_counter()
         self.timings.shown_wall_time = time.time()
         self.timings.from_cache = bool(result.from_cache)
         self.timings.compute_s = compute_s if not result.from_cache else self.timings.compute_s
+        first_stage = not self.timings.history or self.timings.history[-1].get("serial") != self._show_serial(result, t0)
         if t0 is not None:
-            self.timings.click_to_shown_s = now - t0
+            if first_stage:
+                self.timings.click_to_shown_s = now - t0
+            self.timings.click_to_complete_s = now - t0 if complete else None
         self.timings.history.append(
             {
                 "lesion_id": int(result.lesion_id),
+                "serial": self._show_serial(result, t0),
+                "complete": complete,
+                "overlay_shown": self.session.selected_id == result.lesion_id and result.has_overlay(overlay),
                 "from_cache": bool(result.from_cache),
                 "show_lesion_s": bridge_s,  # the bridge writing overlays/shells/chart and setting the slice layers
                 "panel_s": now - t_bridge - bridge_s,  # this viewer: statistics, curve SVG, table, legend, state push
-                "click_to_shown_s": self.timings.click_to_shown_s,
+                "click_to_shown_s": None if t0 is None else now - t0,
                 "compute_s": compute_s,
                 "shown_wall_time": self.timings.shown_wall_time,
             }
@@ -400,6 +427,11 @@ class LesionViewer:
             "selected lesion %d (%s) in %.3f s",
             result.lesion_id, "cached" if result.from_cache else "computed", self.timings.click_to_shown_s or 0.0,
         )  # fmt: skip
+
+    @staticmethod
+    def _show_serial(result: Any, t0: Optional[float]) -> str:
+        """Return an id of one selection (lesion + click time): the stages of one click share it."""
+        return f"{int(result.lesion_id)}@{t0!r}"
 
     def _show_header(self, stats: dict) -> None:
         from LesionXAILib.viewer.panel import STATUS_COLOURS, statistics_items
@@ -447,6 +479,7 @@ class LesionViewer:
         return getattr(settings, "max_radius_mm", None)
 
     def _overlay_changed(self, lx_overlay: str, **_: Any) -> None:
+        self._overlay_choice = lx_overlay
         if self.session is None:
             return
         error = ""
@@ -464,17 +497,10 @@ class LesionViewer:
         self._apply_opacity()
 
     def _apply_opacity(self) -> None:
-        """Apply the opacity slider to the overlay layer (through the bridge when it offers it)."""
+        """Apply the opacity slider to the overlay layer through the bridge (which keeps it across selections)."""
         if self.session is None:
             return
-        opacity = float(self.state.lx_opacity)
-        setter = getattr(self.session, "set_overlay_opacity", None)
-        if setter is not None:
-            setter(opacity)
-            return
-        # fallback until the bridge has an opacity setter: trame-slicer's own per-view API
-        for view in self.slice_views():
-            view.set_foreground_opacity(opacity)
+        self.session.set_overlay_opacity(float(self.state.lx_opacity))
 
     # ------------------------------------------------------------- reports
 
@@ -511,6 +537,7 @@ class LesionViewer:
             "timings": {
                 "click_to_selection_s": self.timings.click_to_selection_s,
                 "click_to_shown_s": self.timings.click_to_shown_s,
+                "click_to_complete_s": self.timings.click_to_complete_s,
                 "compute_s": self.timings.compute_s,
                 "shown_wall_time": self.timings.shown_wall_time,
                 "from_cache": self.timings.from_cache,

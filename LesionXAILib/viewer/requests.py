@@ -8,6 +8,10 @@ running computation stops at its next progress check, so a burst of clicks never
 When no user request is waiting, the worker can precompute lesions in the background (``prefetch``) so
 that later clicks find them cached; a user request for another lesion interrupts that work (the
 interrupted lesion goes back to the front of the queue), one for the same lesion takes it over.
+
+With ``on_partial`` the computation may deliver stages before it finishes (e.g. the explanation maps
+before the context probe): ``compute`` then gets a fourth argument, ``partial(value)``, and each value
+reaches ``on_partial(request, value)`` on the UI loop while the request is still the latest one.
 """
 
 from __future__ import annotations
@@ -45,8 +49,10 @@ class LesionWorker:
     """Runs ``compute(lesion_id, progress, cancel)`` on one daemon thread, at most one request running and one waiting.
 
     Callbacks run on the UI thread through ``post``: ``on_result(request, result)``, ``on_error(request, exc)``,
-    ``on_progress(request, fraction, message)`` (throttled) and ``on_cancelled(request)``; background work
-    reports through ``on_background(request, result_or_exception)`` instead.
+    ``on_progress(request, fraction, message)`` (throttled), ``on_cancelled(request)`` and, when given,
+    ``on_partial(request, stage)`` for stages delivered before the result (then ``compute`` is called as
+    ``compute(lesion_id, progress, cancel, partial)``); background work reports through
+    ``on_background(request, result_or_exception)`` instead.
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class LesionWorker:
         on_cancelled: Optional[Callable[[LesionRequest], None]] = None,
         progress_interval_s: float = 0.1,
         on_background: Optional[Callable[[LesionRequest, Any], None]] = None,
+        on_partial: Optional[Callable[[LesionRequest, Any], None]] = None,
     ) -> None:
         self._compute = compute
         self._post = post
@@ -67,6 +74,7 @@ class LesionWorker:
         self._on_progress = on_progress
         self._on_cancelled = on_cancelled
         self._on_background = on_background
+        self._on_partial = on_partial
         self._interval = float(progress_interval_s)
         self._background: deque[int] = deque()
         self._skip: Callable[[int], bool] = lambda _id: False
@@ -195,6 +203,17 @@ class LesionWorker:
 
         return progress
 
+    def _partial_for(self, request: LesionRequest) -> Callable[[Any], None]:
+        def partial(value: Any) -> None:
+            # read under the lock: submit() may promote a background request the user now asks for
+            with self._cond:
+                wanted = not request.background and not request.cancelled
+            if wanted and self._on_partial is not None:
+                self._post(self._on_partial, request, value)
+            request.token.check()
+
+        return partial
+
     def _loop(self) -> None:
         while True:
             with self._cond:
@@ -209,7 +228,10 @@ class LesionWorker:
                     return
                 self._running = request
             try:
-                outcome: Any = self._compute(request.lesion_id, self._progress_for(request), request.token)
+                args: tuple = (request.lesion_id, self._progress_for(request), request.token)
+                if self._on_partial is not None:
+                    args += (self._partial_for(request),)
+                outcome: Any = self._compute(*args)
                 failed = False
             except BaseException as exc:  # delivered to the UI; the worker keeps serving
                 outcome, failed = exc, True

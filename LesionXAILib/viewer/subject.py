@@ -11,6 +11,12 @@ from LesionXAILib.viewer.inputs import ViewerInputs
 log = logging.getLogger("LesionXAILib.viewer")
 
 
+def _viewer_display() -> Any:
+    from LesionXAILib.mrml.session import DisplaySettings
+
+    return DisplaySettings(view_legends=False, segmentation_in_slices=False)
+
+
 def load_subject_nodes(scene: Any, inputs: ViewerInputs, progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
     """Return {'flair', 't1', 'gt'} volume nodes added to ``scene`` from files, or from a generated phantom."""
     from LesionXAILib.mrml.volumes import load_label_node, load_volume_node, volume_node_from_array
@@ -44,13 +50,19 @@ def start_session(
     model: Any = None,
     settings: Any = None,
     progress: Optional[ProgressCallback] = None,
+    display: Any = None,
 ) -> Any:
-    """Return a LesionSession on the subject's nodes after running its segmentation (instances, table, segments)."""
+    """Return a LesionSession on the subject's nodes after running its segmentation (instances, table, segments).
+
+    Display: no colour legends inside the views (the panel draws the colour bar from ``legend()``) and the
+    lesions drawn once in the slice views, by the label layer (the segmentation node is kept for 3D).
+    """
     from LesionXAILib.mrml.session import LesionSession, SessionSettings
 
     session = LesionSession(
-        scene, nodes["flair"], nodes["t1"], model=model, settings=settings or SessionSettings(), ground_truth_node=nodes["gt"]
-    )
+        scene, nodes["flair"], nodes["t1"], model=model, settings=settings or SessionSettings(), ground_truth_node=nodes["gt"],
+        display=_viewer_display() if display is None else display,
+    )  # fmt: skip
     session.run(progress=progress)
     return session
 
