@@ -8,7 +8,7 @@ STAMP := $(VENV)/.lesionxai-installed
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: all demo test venv clean-venv benchmark
+.PHONY: all demo test venv clean-venv
 
 all: test
 
@@ -29,9 +29,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
-
-benchmark: $(STAMP)
-	$(PY) benchmarks/run_all.py
 
 clean-venv:
 	rm -rf $(VENV)
