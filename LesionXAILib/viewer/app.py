@@ -501,6 +501,8 @@ class LesionViewer:
         if self.session is None:
             return
         self.session.set_overlay_opacity(float(self.state.lx_opacity))
+        for view in self.slice_views():  # a composite-node opacity change alone does not ask trame-slicer for a frame
+            view.schedule_render()
 
     # ------------------------------------------------------------- reports
 
