@@ -327,3 +327,35 @@ def test_metrics_do_not_change_the_model_or_depend_on_call_order(evaluated):
     for k, v in again.values.items():
         assert v == m.values[k], k
     assert not model.training
+
+
+def test_randomisation_through_a_subject_analysis_matches_the_plain_model():
+    from LesionXAILib.analysis import SubjectAnalysis
+    from LesionXAILib.image_io import InputPair
+    from LesionXAILib.segmentation import SegmentationSettings, segment
+
+    from probes_fixtures import detector_model
+
+    shape = (20, 22, 24)
+    rng = np.random.default_rng(4)
+    flair = 100 + rng.normal(0, 2, shape)
+    flair[6:9, 6:9, 6:9] = 160
+    t1 = 80 + 20 * np.sign(rng.normal(0, 1, shape))
+    pair = InputPair(flair.astype(np.float32), t1.astype(np.float32), unit_geometry(shape))
+    result = segment(pair, detector_model(h=1, level=1.5), SegmentationSettings())
+    i = result.instances.ids[0]
+    mask = result.instances.mask(i)
+    model, other = tiny_model(seed=3), tiny_model(seed=5)  # `other` stands in for a randomised network
+    settings = ExplainSettings(methods=("gradient", "gradcam"), roi_margin_mm=6.0)
+    e = explain_instance(model, result.normalized, mask, result.geometry, settings, instance_id=i)
+    ms = MetricSettings(metrics=("randomisation",))
+    plain = evaluate_explanation(model, result.normalized, e, mask, result.geometry, ms, other)
+    subject = SubjectAnalysis(other, result)
+    shared = evaluate_explanation(model, result.normalized, e, mask, result.geometry, ms, subject)
+    assert set(plain.values) == {f"{k}_randomisation_spearman{a}" for k in ("gradient_flair", "gradient_mprage", "gradcam")
+                                 for a in ("", "_abs")}  # fmt: skip
+    np.testing.assert_allclose([plain.values[k] for k in sorted(plain.values)], [shared.values[k] for k in sorted(plain.values)],
+                               rtol=1e-12)  # fmt: skip
+    assert all(np.isfinite(v) for v in plain.values.values())
+    evaluate_explanation(model, result.normalized, e, mask, result.geometry, ms, subject)
+    assert subject.activation_passes == 1  # the whole-volume CAM pass is shared by later lesions

@@ -107,7 +107,7 @@ def _compute(
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
 ) -> list[dict[str, Any]]:
-    from LesionXAILib.analysis import analyse_lesions, write_analysis_run
+    from LesionXAILib.analysis import SubjectAnalysis, analyse_lesions, write_analysis_run
     from LesionXAILib.explain.targets import instance_target
     from LesionXAILib.image_io import load_pair, read_label_image
     from LesionXAILib.metrics.evaluate import evaluate_explanation
@@ -127,6 +127,8 @@ def _compute(
     scoring = settings.computes_metrics
     if scoring and "randomisation" in settings.metrics.metrics and random_model is None:
         random_model = randomised_model(model, settings.metrics.randomisation_seed)
+    # the randomised network explains every lesion of this subject: share its CAM activations between them
+    random_subject = SubjectAnalysis(random_model, result) if random_model is not None else None
     analyses, rows, metric_docs = [], [], []
     ids = result.instances.ids
     part = reporter.sub(0.2, 0.98)
@@ -135,7 +137,7 @@ def _compute(
         if scoring and a.explanation is not None:
             target = instance_target(result.instances, a.id, settings.analysis.explain.aggregation)
             m = evaluate_explanation(model, result.normalized, a.explanation, target, result.geometry,
-                                     settings.metrics, random_model, cancel=cancel)  # fmt: skip
+                                     settings.metrics, random_subject, cancel=cancel)  # fmt: skip
             row.update(m.row())
             metric_docs.append(m.to_dict())
         if settings.lesion_files:

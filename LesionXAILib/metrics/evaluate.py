@@ -8,10 +8,11 @@ per-metric costs (network passes and seconds, summed over methods and per method
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.explanation import Explanation
 from LesionXAILib.explain.settings import CAM_METHODS
 from LesionXAILib.explain.targets import InstanceTarget
@@ -26,6 +27,9 @@ from LesionXAILib.metrics.randomisation import compare_maps
 from LesionXAILib.metrics.sensitivity import max_sensitivity
 from LesionXAILib.metrics.settings import MetricSettings
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
+
+if TYPE_CHECKING:
+    from LesionXAILib.analysis import SubjectAnalysis
 
 RANDOM_CONTROL = "random"  # method name of the random-ranking control in deletion/insertion
 
@@ -92,14 +96,16 @@ def evaluate_explanation(
     target: InstanceTarget | np.ndarray,
     geometry: Geometry,
     settings: MetricSettings = MetricSettings(),
-    random_model: Optional[LesionModel] = None,
+    random_model: Optional["LesionModel | SubjectAnalysis"] = None,
     progress: Optional[ProgressCallback | ProgressReporter] = None,
     cancel: Optional[CancelToken] = None,
 ) -> InstanceMetrics:
     """Return the selected metrics of every method in ``explanation`` for its instance ``target``.
 
     ``random_model`` (from :func:`metrics.randomised_model`) is needed for the randomisation check;
-    without it that metric is skipped. The explanation must come from ``model`` on ``normalized``.
+    without it that metric is skipped. Pass it as an ``analysis.SubjectAnalysis`` of the randomised
+    model on the same segmentation to share its CAM layer activations between the subject's lesions.
+    The explanation must come from ``model`` on ``normalized``.
     """
     reporter = as_reporter(progress, cancel)
     inputs = instance_inputs(model, normalized, target, geometry, explanation.settings)
@@ -183,12 +189,19 @@ def _deletion(inputs: InstanceInputs, explanation: Explanation, settings: Metric
 
 
 def _randomisation(
-    inputs: InstanceInputs, explanation: Explanation, random_model: LesionModel, out: InstanceMetrics
+    inputs: InstanceInputs, explanation: Explanation, random_model: "LesionModel | SubjectAnalysis", out: InstanceMetrics
 ) -> None:
+    from LesionXAILib.analysis import SubjectAnalysis
     from LesionXAILib.explain.api import iter_explanations
 
-    with count_passes(random_model) as cost:
-        random_expl = next(iter_explanations(random_model, inputs.image, [inputs.target], inputs.geometry, explanation.settings))
+    if isinstance(random_model, SubjectAnalysis):
+        if explanation.instance_id is None:
+            raise ParameterError("a SubjectAnalysis needs an explanation of a numbered instance")
+        with count_passes(random_model.model) as cost:
+            random_expl = random_model.explain(int(explanation.instance_id), explanation.settings)
+    else:
+        with count_passes(random_model) as cost:
+            random_expl = next(iter_explanations(random_model, inputs.image, [inputs.target], inputs.geometry, explanation.settings))
     for key in _map_keys(explanation, inputs):
         r = compare_maps(explanation.maps[key], random_expl.maps[key], inputs.box)
         out.values[f"{key}_randomisation_spearman"] = r.spearman
