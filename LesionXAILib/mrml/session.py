@@ -603,7 +603,7 @@ class LesionSession:
         (``set_overlay``) or asked for (``overlay_node``). A partial result (``complete=False``) whose
         stages do not hold the overlay yet shows the lesion without a foreground layer.
         """
-        segmentation = self._check_current()
+        self._check_current()
         overlay = overlay or self.default_overlay()
         if result.key != self.key:
             raise ParameterError(
