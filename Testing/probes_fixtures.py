@@ -46,6 +46,21 @@ class ContextDetector(nn.Module):
         return self.gain * (flair - self.level) - self.penalty * s
 
 
+class DetectorNet(torch.nn.Module):
+    """ContextDetector behind an identity 1x1x1 convolution with trainable weights (a layer Grad-CAM can hook)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre = torch.nn.Conv3d(2, 2, 1)
+        with torch.no_grad():
+            self.pre.weight.copy_(torch.eye(2).reshape(2, 2, 1, 1, 1))
+            self.pre.bias.zero_()
+        self.detector = ContextDetector(h=1, level=1.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.detector(self.pre(x))
+
+
 def detector_config(threshold: float = 0.5) -> ModelConfig:
     """Return a sigmoid-head config with size divisor 1 for the hand-built detector."""
     return ModelConfig(

@@ -21,28 +21,13 @@ from LesionXAILib.probes import ContextSettings
 from LesionXAILib.progress import CancelToken
 from LesionXAILib.segmentation import SegmentationSettings, segment
 
-from probes_fixtures import ContextDetector
+from probes_fixtures import DetectorNet
 
 SHAPE = (24, 28, 26)
 # a small ROI margin and receptive margin keep every crop smaller than the volume, so a gradient-free
 # pass over the whole volume can only be the CAM layer-activation pass
 EXPLAIN = ExplainSettings(methods=("smoothgrad", "gradcampp"), samples=2, seed=1, roi_margin_mm=2.0)
 SETTINGS = AnalysisSettings(explain=EXPLAIN, context=ContextSettings(radii_mm=(0.0, 1.0, 2.0), receptive_margin_mm=3.0))
-
-
-class DetectorNet(torch.nn.Module):
-    """ContextDetector behind an identity 1x1x1 convolution ('pre', the CAM layer)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pre = torch.nn.Conv3d(2, 2, 1)
-        with torch.no_grad():
-            self.pre.weight.copy_(torch.eye(2).reshape(2, 2, 1, 1, 1))
-            self.pre.bias.zero_()
-        self.detector = ContextDetector(h=1, level=1.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.detector(self.pre(x))
 
 
 class PassCounter:

@@ -12,7 +12,6 @@ import threading
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 import vtk
 
 slicer = pytest.importorskip("slicer")
@@ -29,7 +28,7 @@ from LesionXAILib.mrml.session import OVERLAYS, LesionSession, SessionSettings
 from LesionXAILib.mrml.volumes import array_from_volume_node, update_volume_node, volume_node_from_array
 from LesionXAILib.progress import CancelToken
 
-from probes_fixtures import ContextDetector
+from probes_fixtures import DetectorNet
 
 pytestmark = pytest.mark.slicer
 
@@ -61,21 +60,6 @@ def subject():
     t1[brain & ~columns] = 100.0
     gt = lesions | cube(*MISSED)
     return flair, t1, lesions, gt
-
-
-class DetectorNet(torch.nn.Module):
-    """ContextDetector behind an identity 1x1x1 convolution with trainable weights (a layer Grad-CAM can hook)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pre = torch.nn.Conv3d(2, 2, 1)
-        with torch.no_grad():
-            self.pre.weight.copy_(torch.eye(2).reshape(2, 2, 1, 1, 1))
-            self.pre.bias.zero_()
-        self.detector = ContextDetector(h=1, level=1.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.detector(self.pre(x))
 
 
 def detector() -> LesionModel:
