@@ -204,7 +204,9 @@ def _run_dask(pending, source, settings, out, fingerprint, workers, scheduler, f
         # One thread per worker process: torch parallelism is set per task (settings.threads). Dask spawns
         # workers with MALLOC_TRIM_THRESHOLD_=65536, which pins glibc's mmap threshold so that every large
         # tensor is mmapped and unmapped again: measured 2.7x slower subjects (64 s -> 171 s), so not set.
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        # The workers' statistical profiler (stack samples every 10 ms) feeds only the dashboard, which is off.
+        quiet = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None, "distributed.worker.profile.enabled": False}
+        with dask.config.set(quiet):
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
         client = Client(cluster)
