@@ -102,8 +102,8 @@ def read_image(path: str | os.PathLike, role: str = "image") -> sitk.Image:
     return validate_image(image, role, str(p))
 
 
-def read_label_image(path: str | os.PathLike, reference: Geometry, role: str = "ground truth") -> np.ndarray:
-    """Return a binary k,j,i mask from ``path`` on ``reference``'s grid (nearest-neighbour if regridded)."""
+def read_label_volume(path: str | os.PathLike, role: str = "label map") -> sitk.Image:
+    """Return the 3D scalar label image at ``path``; missing, unreadable or non-3D files raise InputImageError."""
     p = check_image_path(path, role)
     try:
         image = sitk.ReadImage(str(p))
@@ -111,6 +111,13 @@ def read_label_image(path: str | os.PathLike, reference: Geometry, role: str = "
         raise InputImageError(f"{role} '{p}': cannot be read") from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise InputImageError(f"{role} '{p}': expected a 3D scalar label volume")
+    return image
+
+
+def read_label_image(path: str | os.PathLike, reference: Geometry, role: str = "ground truth") -> np.ndarray:
+    """Return a binary k,j,i mask from ``path`` on ``reference``'s grid (nearest-neighbour if regridded)."""
+    image = read_label_volume(path, role)
+    p = Path(path)
     geometry = Geometry.from_image(image)
     if not geometry.almost_equal(reference):
         if not boxes_overlap(geometry, reference):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from LesionXAILib.cli.commands.probe import parse_instances
+from LesionXAILib.cli.common import parse_instances
 from LesionXAILib.cli.main import main
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.geometry import Geometry

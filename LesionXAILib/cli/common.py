@@ -49,6 +49,33 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_instances(text: str) -> Optional[list[int]]:
+    """Return None for 'all', else the list of instance ids in ``text`` ('3,7')."""
+    text = (text or "").strip()
+    if text.lower() == "all":
+        return None
+    ids = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise ParameterError(f"--instances: '{part}' is not an instance id (give 'all' or ids like 3,7)") from None
+        if value < 1:
+            raise ParameterError(f"--instances: instance ids start at 1, got {value}")
+        ids.append(value)
+    if not ids:
+        raise ParameterError("--instances: no instance id given (use 'all' or ids like 3,7)")
+    return list(dict.fromkeys(ids))
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """Return the method names of a comma-separated --methods value (validated by the settings that take them)."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 def load_model_from_args(args: argparse.Namespace):
     """Return the LesionModel selected by --model/--config/--weights/--device."""
     from LesionXAILib.model_loading import load_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -161,15 +162,10 @@ def load_label_node(scene: Any, path: str | os.PathLike, name: Optional[str] = N
     """Return a labelmap volume node read from ``path`` (any integer-valued 3D label image, empty allowed)."""
     import SimpleITK as sitk
 
-    from LesionXAILib.image_io import check_image_path
+    from LesionXAILib.image_io import read_label_volume
 
-    p = check_image_path(path, "label map")
-    try:
-        image = sitk.ReadImage(str(p))
-    except RuntimeError:
-        raise InputImageError(f"label map '{p}': cannot be read") from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputImageError(f"label map '{p}': expected a 3D scalar label volume")
+    image = read_label_volume(path, "label map")
+    p = Path(path)
     array = sitk.GetArrayFromImage(image)
     if not np.isfinite(array).all():
         raise InputImageError(f"label map '{p}': contains NaN or infinite voxels")

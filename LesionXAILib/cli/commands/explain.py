@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Optional
 
 from LesionXAILib.cli.common import (
     add_input_arguments,
     add_model_arguments,
     add_output_arguments,
     add_segmentation_arguments,
+    parse_instances,
+    parse_methods,
     segment_subject_from_args,
 )
-from LesionXAILib.errors import ParameterError
 
 NAME = "explain"
 HELP = "explain lesion instances per input sequence (SmoothGrad, Grad-CAM++, ...); writes maps + explanations.json"
@@ -46,29 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ring-mm", type=float, nargs=2, default=(1.0, 3.0), metavar=("INNER", "OUTER"), help="perilesional ring for the statistics (default 1 3)")
 
 
-def parse_instances(text: str) -> Optional[list[int]]:
-    """Return None for 'all', else the list of ids in a comma-separated string (ParameterError if malformed)."""
-    text = text.strip()
-    if text.lower() == "all":
-        return None
-    ids = []
-    for token in text.split(","):
-        token = token.strip()
-        if not token.isdigit():
-            raise ParameterError(f"--instances: '{token}' is not an instance id (use 'all' or e.g. 3,7)")
-        ids.append(int(token))
-    if not ids:
-        raise ParameterError("--instances: no instance id given")
-    return ids
-
-
 def settings_from_args(args: argparse.Namespace):
     """Return the ExplainSettings described by the explanation options."""
     from LesionXAILib.explain import ExplainSettings
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     return ExplainSettings(
-        methods=methods,
+        methods=parse_methods(args.methods),
         aggregation=args.aggregation,
         samples=args.samples,
         noise_level=args.noise_level,

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Optional
 
 from LesionXAILib.cli.common import (
     add_input_arguments,
     add_model_arguments,
     add_output_arguments,
     add_segmentation_arguments,
-    segment_subject_from_args,
+    parse_instances,
     progress_for,
+    segment_subject_from_args,
 )
-from LesionXAILib.errors import ParameterError
 
 NAME = "probe"
 HELP = "perilesional-context probe: how many mm of tissue around each lesion the model needs to segment it"
@@ -44,28 +43,6 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--receptive-margin", type=float, default=None, metavar="MM",
                    help="least crop margin around the lesion for the network's receptive field (default 24)")  # fmt: skip
     g.add_argument("--batch-size", type=int, default=None, help="radii per network call (default: automatic)")
-
-
-def parse_instances(text: str) -> Optional[list[int]]:
-    """Return None for 'all', else the list of instance ids in ``text`` ('3,7')."""
-    text = (text or "").strip()
-    if text.lower() == "all":
-        return None
-    ids = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            value = int(part)
-        except ValueError:
-            raise ParameterError(f"--instances: '{part}' is not an instance id (give 'all' or ids like 3,7)") from None
-        if value < 1:
-            raise ParameterError(f"--instances: instance ids start at 1, got {value}")
-        ids.append(value)
-    if not ids:
-        raise ParameterError("--instances: no instance id given (use 'all' or ids like 3,7)")
-    return list(dict.fromkeys(ids))
 
 
 def context_settings_from_args(args: argparse.Namespace):

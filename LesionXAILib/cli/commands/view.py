@@ -70,14 +70,14 @@ def check_port(host: str, port: int) -> None:
 def session_settings_from_args(args: argparse.Namespace):
     """Return the bridge's SessionSettings from the analysis options."""
     from LesionXAILib.mrml.session import SessionSettings
+    from LesionXAILib.cli.common import parse_methods
 
     if args.samples < 1:
         raise ParameterError(f"--samples must be >= 1, got {args.samples}")
     if args.max_radius_mm <= 0:
         raise ParameterError(f"--max-radius-mm must be > 0, got {args.max_radius_mm}")
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     return SessionSettings(
-        methods=methods,
+        methods=parse_methods(args.methods),
         threshold=args.threshold,
         min_size=args.min_size,
         samples=args.samples,
