@@ -29,7 +29,6 @@ def _template_path() -> Path:
 
 def _worker(method: str, config: str) -> dict:
     sys.path.insert(0, str(ROOT))
-    import numpy as np
     import SimpleITK as sitk
     import torch
 

@@ -133,7 +133,6 @@ def place_lesions(
     About ``touching_fraction`` of them are set against an earlier lesion so the two touch.
     """
     sites = candidate_sites(tissue)
-    spacing = np.asarray(tissue.spacing_kji, dtype=float)
     weights = np.array([w if sites[k].size else 0.0 for k, w in zip(KINDS, settings.kind_weights)], dtype=float)
     placed: list[PlacedLesion] = []
     if n <= 0 or weights.sum() <= 0:
