@@ -16,7 +16,7 @@ from LesionXAILib.explain import (
     explain_instances,
     missed_lesion_targets,
 )
-from LesionXAILib.explain.statistics import lesion_regions, map_statistics
+from LesionXAILib.explain.statistics import lesion_regions, local_map_statistics, local_regions, map_statistics
 from LesionXAILib.image_io import InputPair
 from LesionXAILib.instances import extract_instances
 from LesionXAILib.progress import CancelToken
@@ -50,6 +50,30 @@ def test_map_statistics_match_direct_computation():
     assert s["ring_trough"] == pytest.approx(float(a[regions.ring].min()))
     assert s["outside_abs_sum"] == pytest.approx(float(np.abs(a[regions.outside]).astype(np.float64).sum()), rel=1e-6)
     assert s["inside_voxels"] == mask.sum() and s["ring_voxels"] == regions.ring.sum()
+
+
+@pytest.mark.parametrize("ring_mm", [(1.0, 3.0), (1.5, 2.5)])  # 1.5: voxels nearer than the ring are in no region
+def test_local_statistics_equal_the_whole_grid_statistics(ring_mm):
+    rng = np.random.default_rng(1)
+    shape = (30, 34, 38)
+    spacing = (2.0, 1.0, 0.8)
+    mask = box_mask(shape, (12, 14, 16), (15, 17, 19))
+    crop = (slice(6, 22), slice(8, 24), slice(4, 36))
+    full_map = rng.standard_normal(shape).astype(np.float32)  # a CAM: values everywhere
+    crop_map = np.zeros(shape, np.float32)  # a gradient map of a crop: 0 beyond it
+    crop_map[crop] = full_map[crop]
+    reference = lesion_regions(mask, spacing, ring_mm)
+    local = local_regions(mask, spacing, ring_mm, include=crop)
+    assert local.beyond_voxels > 0
+    for arr, zero_beyond in ((full_map, False), (crop_map, True), (crop_map, False)):
+        expected = map_statistics(arr, reference)
+        got = local_map_statistics(arr, local, zero_beyond)
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-9, nan_ok=True), key
+    edge = box_mask(shape, (0, 0, 0), (2, 2, 2))  # ring clipped by the image border
+    got = local_map_statistics(full_map, local_regions(edge, spacing, ring_mm), False)
+    assert got == pytest.approx(map_statistics(full_map, lesion_regions(edge, spacing, ring_mm)), rel=1e-9, nan_ok=True)
 
 
 def _result(model, image, prob, gt=None):

@@ -241,9 +241,14 @@ def test_pass_counts_follow_the_batching():
     assert (cost.forward_passes, cost.backward_passes, cost.network_calls) == (5, 5, 3)
     small = box_mask(SHAPE, (10, 11, 12), (11, 13, 14))  # 4 voxels
     with count_passes(model) as cost:
-        Gradient(model).attribute(x, small, aggregation="max", batch_size=3, margin_mm=6.0)
+        Gradient(model).attribute(x, small, aggregation="max", batch_size=3, margin_mm=6.0, full_volume=True)
     # max aggregation: one forward pass of the image shared by one vector-Jacobian product per lesion voxel
     assert (cost.forward_passes, cost.backward_passes, cost.network_calls) == (1, 4, 1)
+    with count_passes(model) as cost:
+        Gradient(model).attribute(x, small, aggregation="max", batch_size=3, margin_mm=6.0)
+    # on a crop each voxel gets the smallest window holding it with 6 voxels around: the lesion's two
+    # j rows (crop rows 7 and 8) need windows starting at 0 and 2 (divisor 2), each shared by 2 voxels
+    assert (cost.forward_passes, cost.backward_passes, cost.network_calls) == (2, 4, 2)
     assert cost.seconds > 0
 
 

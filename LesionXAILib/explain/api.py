@@ -23,11 +23,11 @@ from LesionXAILib.explain.explanation import Explanation
 from LesionXAILib.explain.gradient import gradient_maps
 from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
 from LesionXAILib.explain.model_state import check_model, explaining, model_dtype
-from LesionXAILib.explain.region import auto_batch_size, explain_box, group_by_box
-from LesionXAILib.explain.settings import ExplainSettings
+from LesionXAILib.explain.region import auto_batch_size, explain_box, group_by_box, window_margin
+from LesionXAILib.explain.settings import CAM_METHODS, ExplainSettings
 from LesionXAILib.explain.smoothgrad import VARIANTS as SMOOTHGRAD_VARIANTS
 from LesionXAILib.explain.smoothgrad import noise_sigma, smoothgrad_maps
-from LesionXAILib.explain.statistics import lesion_regions, map_statistics, sequence_share
+from LesionXAILib.explain.statistics import local_map_statistics, local_regions
 from LesionXAILib.explain.targets import InstanceTarget, as_target, instance_target
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
@@ -119,6 +119,7 @@ def iter_explanations(
     sigma = noise_sigma(image, settings.noise_level, settings.noise_per_channel)
     boxes = [explain_box(t.mask, geometry.spacing_kji, settings.roi_margin_mm, model.size_divisor, settings.full_volume) for t in targets]
     groups = group_by_box(boxes)
+    windows = window_margin(settings.aggregation, settings.roi_margin_mm, geometry.spacing_kji, settings.full_volume)
     full_cam: Optional[LayerActivations] = None
     device, dtype = model.device, model_dtype(model)
     done = 0
@@ -132,7 +133,7 @@ def iter_explanations(
             start = time.perf_counter()
             group = [targets[i] for i in members]
             sub = reporter.sub(done / len(targets), (done + len(group)) / len(targets))
-            crop = crop_inputs(image, [t.mask for t in group], box, device, dtype)
+            crop = crop_inputs(image, [t.mask for t in group], box, device, dtype, windows, model.size_divisor)
             maps = _group_maps(model, crop, settings, sigma, cam_layer, full_cam, image, sub, sequence_names(model))
             seconds = (time.perf_counter() - start) / len(group)
             for k, target in enumerate(group):
@@ -262,13 +263,17 @@ def _explanation(
     sigma: np.ndarray,
     sequences: Sequence[str],
 ) -> Explanation:
-    regions = lesion_regions(target.mask, geometry.spacing_kji, settings.ring_mm)
-    stats: dict[str, dict] = {key: map_statistics(arr, regions) for key, arr in maps.items()}
+    # gradient maps of a crop are 0 beyond it, so their statistics read only the crop and the ring
+    local = local_regions(target.mask, geometry.spacing_kji, settings.ring_mm, None if box.is_full else box.slices)
+    stats: dict[str, dict] = {
+        key: local_map_statistics(arr, local, zero_beyond=key not in CAM_METHODS and not box.is_full)
+        for key, arr in maps.items()
+    }
     shares = {}
     flair = "flair" if "flair" in sequences else sequences[0]  # science.md: channel 0 is the FLAIR
     for method in settings.gradient_methods:
-        per_seq = {seq: maps[f"{method}_{seq}"] for seq in sequences}
-        shares[method] = sequence_share(per_seq, flair)
+        totals = {seq: stats[f"{method}_{seq}"]["total_abs_sum"] for seq in sequences}
+        shares[method] = totals[flair] / sum(totals.values()) if sum(totals.values()) > 0 else float("nan")
     stats["flair_share"] = shares
     return Explanation(
         instance_id=target.instance_id,

@@ -19,7 +19,7 @@ from LesionXAILib.explain.crop_inputs import CropInputs, crop_inputs
 from LesionXAILib.explain.gradient import gradient_maps
 from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
 from LesionXAILib.explain.model_state import check_model, explaining, model_dtype
-from LesionXAILib.explain.region import auto_batch_size, explain_box
+from LesionXAILib.explain.region import auto_batch_size, explain_box, window_margin
 from LesionXAILib.explain.settings import DEFAULT_ROI_MARGIN_MM
 from LesionXAILib.explain.smoothgrad import noise_sigma, smoothgrad_maps
 from LesionXAILib.explain.targets import InstanceTarget, as_target
@@ -53,7 +53,8 @@ class InstanceAttribution:
         t = as_target(target, image.shape[1:], aggregation)
         spacing_ijk = spacing.spacing if isinstance(spacing, Geometry) else tuple(float(s) for s in spacing)
         box = explain_box(t.mask, spacing_ijk[::-1], margin_mm, self.model.size_divisor, full_volume)
-        crop = crop_inputs(image, [t.mask], box, self.model.device, model_dtype(self.model))
+        windows = window_margin(t.aggregation, margin_mm, spacing_ijk[::-1], full_volume)
+        crop = crop_inputs(image, [t.mask], box, self.model.device, model_dtype(self.model), windows, self.model.size_divisor)
         return image, t, crop
 
 

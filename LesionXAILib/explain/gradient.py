@@ -20,4 +20,4 @@ def gradient_maps(
     reporter: Optional[ProgressReporter] = None,
 ) -> torch.Tensor:
     """Return (K, C, *crop) gradients of the K instance targets at the unperturbed image."""
-    return target_gradients(model, crop.image[None], crop.masks, aggregation, batch_size, reporter)[:, 0]
+    return target_gradients(model, crop.image[None], crop.masks, aggregation, batch_size, reporter, crop.windows)[:, 0]

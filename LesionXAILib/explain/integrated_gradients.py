@@ -38,5 +38,5 @@ def integrated_gradient_maps(
         a = alphas[start:stop].to(crop.image.device, crop.image.dtype).view(-1, 1, 1, 1, 1)
         x = baseline[None] + a * delta[None]
         sub = reporter.sub(start / steps, stop / steps) if reporter is not None else None
-        total += target_gradients(model, x, crop.masks, aggregation, batch_size, sub).sum(1, dtype=torch.float64)
+        total += target_gradients(model, x, crop.masks, aggregation, batch_size, sub, crop.windows).sum(1, dtype=torch.float64)
     return (delta[None] * (total / steps)).to(crop.image.dtype)

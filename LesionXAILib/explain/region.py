@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from LesionXAILib.roi import CropBox, align_box, full_box, lesion_box
+from LesionXAILib.roi import CropBox, align_box, full_box, lesion_box, margin_voxels
 
 
 def explain_box(
@@ -26,6 +26,20 @@ def explain_box(
     if full_volume:
         return full_box(mask.shape, divisor)
     return align_box(lesion_box(mask, spacing_kji, margin_mm), divisor)
+
+
+def window_margin(
+    aggregation: str, margin_mm: float, spacing_kji: Sequence[float], full_volume: bool = False
+) -> Optional[tuple[int, int, int]]:
+    """Return the per-voxel window margin in voxels (k, j, i) for max aggregation on a crop, else None.
+
+    Max aggregation differentiates every lesion voxel on its own window holding ``margin_mm`` around
+    that voxel (:mod:`LesionXAILib.explain.windows`); the full-volume reference and sum/mean targets
+    (one backward pass for the whole lesion) run on the whole crop.
+    """
+    if aggregation != "max" or full_volume:
+        return None
+    return margin_voxels(margin_mm, spacing_kji)
 
 
 def group_by_box(boxes: Sequence[CropBox]) -> list[tuple[CropBox, list[int]]]:

@@ -66,7 +66,7 @@ def smoothgrad_maps(
         noise = np.stack([positional_noise(seed, s, crop.box, channels) for s in range(start, stop)])
         x = crop.image[None] + sig * torch.from_numpy(noise).to(crop.image.device, crop.image.dtype)
         sub = reporter.sub(start / samples, stop / samples) if reporter is not None else None
-        g = target_gradients(model, x, crop.masks, aggregation, batch_size, sub)
+        g = target_gradients(model, x, crop.masks, aggregation, batch_size, sub, crop.windows)
         for v in variants:
             sums[v] += VARIANTS[v](g).sum(1, dtype=torch.float64)
         del g, x

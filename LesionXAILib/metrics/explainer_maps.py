@@ -34,7 +34,7 @@ def explainer_maps(inputs: InstanceInputs, method: str, images: Sequence[torch.T
         if method == "gradient":
             for start in range(0, len(images), batch_size):
                 chunk = torch.stack(list(images[start : start + batch_size]))
-                yield from target_gradients(model, chunk, masks, agg, batch_size)[0]
+                yield from target_gradients(model, chunk, masks, agg, batch_size, windows=inputs.crop.windows)[0]
         elif method in SMOOTHGRAD_VARIANTS:
             # sigma comes from the unperturbed image, as the explanation's own
             sigma = noise_sigma(inputs.image, s.noise_level, s.noise_per_channel)

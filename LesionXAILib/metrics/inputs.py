@@ -18,7 +18,7 @@ from LesionXAILib.explain.api import check_image, sequence_names
 from LesionXAILib.explain.crop_inputs import CropInputs, crop_inputs
 from LesionXAILib.explain.explanation import Explanation
 from LesionXAILib.explain.model_state import check_model, model_dtype
-from LesionXAILib.explain.region import auto_batch_size, explain_box
+from LesionXAILib.explain.region import auto_batch_size, explain_box, window_margin
 from LesionXAILib.explain.settings import CAM_METHODS, ExplainSettings
 from LesionXAILib.explain.smoothgrad import noise_sigma
 from LesionXAILib.explain.targets import InstanceTarget, as_target
@@ -73,7 +73,7 @@ class InstanceInputs:
 
     def with_image(self, crop_image: torch.Tensor) -> CropInputs:
         """Return CropInputs for another (C, *crop) image on the same crop and target."""
-        return CropInputs(self.box, crop_image, self.crop.masks)
+        return self.crop.with_image(crop_image)
 
     def full_image_with(self, crop_image: torch.Tensor) -> np.ndarray:
         """Return the full-grid image with the crop's image part replaced by ``crop_image``."""
@@ -110,7 +110,8 @@ def instance_inputs(
     image = check_image(model, normalized, geometry)
     t = as_target(target, image.shape[1:], settings.aggregation)
     box = explain_box(t.mask, geometry.spacing_kji, settings.roi_margin_mm, model.size_divisor, settings.full_volume)
-    crop = crop_inputs(image, [t.mask], box, model.device, model_dtype(model))
+    windows = window_margin(t.aggregation, settings.roi_margin_mm, geometry.spacing_kji, settings.full_volume)
+    crop = crop_inputs(image, [t.mask], box, model.device, model_dtype(model), windows, model.size_divisor)
     return InstanceInputs(model, image, t, geometry, settings, crop)
 
 
