@@ -168,3 +168,20 @@ def test_bad_input_gives_clear_errors():
         ExplainSettings(samples=0)
     with pytest.raises(ParameterError, match="LesionModel"):
         explain_instance(model.network, image, result.instances.mask(1), geo, s)
+
+
+def test_default_margin_follows_the_aggregation_and_is_recorded():
+    from LesionXAILib.explain import DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM
+
+    assert ExplainSettings().roi_margin_mm == DEFAULT_ROI_MARGIN_MM
+    assert ExplainSettings(aggregation="mean").roi_margin_mm == DEFAULT_ROI_MARGIN_MM
+    assert ExplainSettings(aggregation="max").roi_margin_mm == DEFAULT_MAX_ROI_MARGIN_MM
+    assert ExplainSettings(aggregation="max", roi_margin_mm=5).roi_margin_mm == 5
+    # a default margin follows a changed aggregation, a chosen one stays
+    assert ExplainSettings().replace(aggregation="max").roi_margin_mm == DEFAULT_MAX_ROI_MARGIN_MM
+    assert ExplainSettings(aggregation="max").replace(aggregation="sum").roi_margin_mm == DEFAULT_ROI_MARGIN_MM
+    assert ExplainSettings(roi_margin_mm=5).replace(aggregation="max").roi_margin_mm == 5
+    s = ExplainSettings(aggregation="max")
+    assert s.to_dict()["roi_margin_mm"] == DEFAULT_MAX_ROI_MARGIN_MM  # the margin used, not None
+    with pytest.raises(ParameterError, match="margin"):
+        ExplainSettings(roi_margin_mm=-1)

@@ -10,14 +10,17 @@ from LesionXAILib.explain.attribution import GradCAM, GradCAMpp, Gradient, Integ
 from LesionXAILib.explain.explanation import Explanation
 from LesionXAILib.explain.settings import (
     AGGREGATIONS,
+    DEFAULT_MAX_ROI_MARGIN_MM,
     DEFAULT_ROI_MARGIN_MM,
     METHODS,
     ExplainSettings,
+    default_margin_mm,
 )
 from LesionXAILib.explain.targets import InstanceTarget, instance_target, missed_lesion_targets
 
 __all__ = [
     "AGGREGATIONS",
+    "DEFAULT_MAX_ROI_MARGIN_MM",
     "DEFAULT_ROI_MARGIN_MM",
     "METHODS",
     "ExplainSettings",
@@ -28,6 +31,7 @@ __all__ = [
     "InstanceTarget",
     "IntegratedGradients",
     "SmoothGrad",
+    "default_margin_mm",
     "explain_instance",
     "explain_instances",
     "instance_target",

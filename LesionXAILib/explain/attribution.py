@@ -20,7 +20,7 @@ from LesionXAILib.explain.gradient import gradient_maps
 from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
 from LesionXAILib.explain.model_state import check_model, explaining, model_dtype
 from LesionXAILib.explain.region import auto_batch_size, explain_box, window_margin
-from LesionXAILib.explain.settings import DEFAULT_ROI_MARGIN_MM
+from LesionXAILib.explain.settings import default_margin_mm
 from LesionXAILib.explain.smoothgrad import noise_sigma, smoothgrad_maps
 from LesionXAILib.explain.targets import InstanceTarget, as_target
 from LesionXAILib.geometry import Geometry
@@ -41,7 +41,7 @@ class InstanceAttribution:
         target: InstanceTarget | np.ndarray | torch.Tensor,
         aggregation: Optional[str],
         spacing: Spacing,
-        margin_mm: float,
+        margin_mm: Optional[float],
         full_volume: bool,
     ) -> tuple[np.ndarray, InstanceTarget, CropInputs]:
         if isinstance(inputs, torch.Tensor):
@@ -51,6 +51,8 @@ class InstanceAttribution:
             arr = arr[0]
         image = check_image(self.model, arr, None)
         t = as_target(target, image.shape[1:], aggregation)
+        if margin_mm is None:
+            margin_mm = default_margin_mm(t.aggregation)
         spacing_ijk = spacing.spacing if isinstance(spacing, Geometry) else tuple(float(s) for s in spacing)
         box = explain_box(t.mask, spacing_ijk[::-1], margin_mm, self.model.size_divisor, full_volume)
         windows = window_margin(t.aggregation, margin_mm, spacing_ijk[::-1], full_volume)
@@ -68,7 +70,7 @@ class Gradient(InstanceAttribution):
         *,
         aggregation: Optional[str] = None,
         spacing: Spacing = (1.0, 1.0, 1.0),
-        margin_mm: float = DEFAULT_ROI_MARGIN_MM,
+        margin_mm: Optional[float] = None,
         full_volume: bool = False,
         batch_size: Optional[int] = None,
     ) -> torch.Tensor:
@@ -98,7 +100,7 @@ class SmoothGrad(InstanceAttribution):
         variant: str = "smoothgrad",
         aggregation: Optional[str] = None,
         spacing: Spacing = (1.0, 1.0, 1.0),
-        margin_mm: float = DEFAULT_ROI_MARGIN_MM,
+        margin_mm: Optional[float] = None,
         full_volume: bool = False,
         batch_size: Optional[int] = None,
     ) -> torch.Tensor:
@@ -128,7 +130,7 @@ class IntegratedGradients(InstanceAttribution):
         steps: int = 32,
         aggregation: Optional[str] = None,
         spacing: Spacing = (1.0, 1.0, 1.0),
-        margin_mm: float = DEFAULT_ROI_MARGIN_MM,
+        margin_mm: Optional[float] = None,
         full_volume: bool = False,
         batch_size: Optional[int] = None,
     ) -> torch.Tensor:
@@ -153,7 +155,7 @@ class _LayerCAM(InstanceAttribution):
         *,
         aggregation: Optional[str] = None,
         spacing: Spacing = (1.0, 1.0, 1.0),
-        margin_mm: float = DEFAULT_ROI_MARGIN_MM,
+        margin_mm: Optional[float] = None,
         full_volume: bool = False,
     ) -> torch.Tensor:
         """Return the (k, j, i) map on the input grid (ROI mode adds one gradient-free whole-volume pass)."""

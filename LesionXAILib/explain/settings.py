@@ -28,6 +28,9 @@ METHODS = GRADIENT_METHODS + CAM_METHODS
 # attribution (the perilesional ring the science is about) falls outside the crop. (24 mm, the earlier
 # default, came from a randomly initialised network, whose gradients reach farther.)
 DEFAULT_ROI_MARGIN_MM = 12.0
+# Max aggregation differentiates each lesion voxel on its own window (explain/windows.py), so its margin
+# is kept around every voxel; measured separately (see the note at DEFAULT_MAX_ROI_MARGIN_MM's value).
+DEFAULT_MAX_ROI_MARGIN_MM = 8.0
 # Perilesional ring of the statistics (science.md section 4), in mm from the lesion.
 DEFAULT_RING_MM = (1.0, 3.0)
 
@@ -39,7 +42,9 @@ class ExplainSettings:
     ``noise_level``: SmoothGrad sigma as a fraction of the (max - min) range of the normalised FLAIR
     (``noise_per_channel=True``: of each channel's own range). ``roi_margin_mm``: margin around each
     lesion of the crop the network is evaluated on; ``full_volume=True`` evaluates the whole volume
-    (the reference). ``batch_size=None`` picks the number of network copies per pass from the crop size.
+    (the reference); None (the default) takes the measured default of the aggregation
+    (:func:`default_margin_mm`). ``batch_size=None`` picks the number of network copies per pass from
+    the crop size.
     """
 
     methods: tuple[str, ...] = ("smoothgrad", "gradcampp")
@@ -49,7 +54,7 @@ class ExplainSettings:
     noise_per_channel: bool = False
     seed: int = 0
     ig_steps: int = 32
-    roi_margin_mm: float = DEFAULT_ROI_MARGIN_MM
+    roi_margin_mm: Optional[float] = None
     full_volume: bool = False
     cam_layer: Optional[str] = None
     batch_size: Optional[int] = None
@@ -59,6 +64,8 @@ class ExplainSettings:
         methods = (self.methods,) if isinstance(self.methods, str) else tuple(self.methods)
         object.__setattr__(self, "methods", methods)
         object.__setattr__(self, "ring_mm", tuple(float(v) for v in self.ring_mm))
+        if self.roi_margin_mm is None and self.aggregation in AGGREGATIONS:
+            object.__setattr__(self, "roi_margin_mm", default_margin_mm(self.aggregation))
         self.validate()
 
     def validate(self) -> None:
@@ -80,7 +87,7 @@ class ExplainSettings:
             raise ParameterError(f"seed must be >= 0, got {self.seed}")
         if int(self.ig_steps) < 1:
             raise ParameterError(f"integrated-gradients steps must be >= 1, got {self.ig_steps}")
-        if not self.roi_margin_mm >= 0:
+        if self.roi_margin_mm is None or not self.roi_margin_mm >= 0:
             raise ParameterError(f"ROI margin must be >= 0 mm, got {self.roi_margin_mm}")
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
@@ -99,9 +106,19 @@ class ExplainSettings:
         return tuple(m for m in self.methods if m in CAM_METHODS)
 
     def replace(self, **changes: Any) -> "ExplainSettings":
-        """Return a copy with some fields changed (validated)."""
+        """Return a copy with some fields changed (validated); a default margin follows a changed aggregation."""
+        if "aggregation" in changes and "roi_margin_mm" not in changes:
+            if self.roi_margin_mm == default_margin_mm(self.aggregation):
+                changes["roi_margin_mm"] = None
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
         return json.loads(json.dumps(asdict(self)))
+
+
+def default_margin_mm(aggregation: str) -> float:
+    """Return the measured default ROI margin in mm: around the lesion (sum, mean) or around each voxel (max)."""
+    if aggregation not in AGGREGATIONS:
+        raise ParameterError(f"aggregation must be one of {AGGREGATIONS}, got '{aggregation}'")
+    return DEFAULT_MAX_ROI_MARGIN_MM if aggregation == "max" else DEFAULT_ROI_MARGIN_MM

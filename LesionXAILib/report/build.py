@@ -237,6 +237,7 @@ def _settings_items(run: RunData, method, sequences, cam) -> list[tuple[str, str
             f"{', '.join(method_label(m) for m in es.get('methods', []))}; {es.get('aggregation')} aggregation; "
             f"{es.get('samples')} samples, noise {es.get('noise_level')} × FLAIR range, seed {es.get('seed')}; "
             f"crop margin {es.get('roi_margin_mm')} mm"
+            + (" around each lesion voxel" if es.get("aggregation") == "max" else " around the lesion")
         )))  # fmt: skip
     ps = (run.probe or {}).get("settings")
     if ps:

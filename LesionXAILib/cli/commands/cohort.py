@@ -19,7 +19,7 @@ log = logging.getLogger("LesionXAILib.cli")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_ROI_MARGIN_MM, METHODS
+    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM, METHODS
     from LesionXAILib.metrics.settings import METRICS
 
     parser.add_argument("--input", required=True, metavar="DIR|CSV",
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--samples", type=int, default=16, help="SmoothGrad samples (default 16)")
     g.add_argument("--noise-level", type=float, default=0.05, help="SmoothGrad sigma / FLAIR range (default 0.05)")
     g.add_argument("--seed", type=int, default=0, help="SmoothGrad noise seed (default 0)")
-    g.add_argument("--margin-mm", type=float, default=DEFAULT_ROI_MARGIN_MM, help=f"crop margin (default {DEFAULT_ROI_MARGIN_MM:g})")
+    g.add_argument("--margin-mm", type=float, default=None, help=f"crop margin in mm (default {DEFAULT_ROI_MARGIN_MM:g}; max aggregation: {DEFAULT_MAX_ROI_MARGIN_MM:g} around each voxel)")
     g.add_argument("--cam-layer", default=None, help="CAM layer module name (default: documented decoder layer)")
 
     g = parser.add_argument_group("context probe")

@@ -22,7 +22,7 @@ log = logging.getLogger("LesionXAILib.cli")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_ROI_MARGIN_MM, METHODS
+    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM, METHODS
 
     add_input_arguments(parser)
     add_output_arguments(parser)
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--noise-per-channel", action="store_true", help="scale sigma by each channel's own range")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients path steps (default 32)")
-    g.add_argument("--margin-mm", type=float, default=DEFAULT_ROI_MARGIN_MM, help=f"crop margin around each lesion in mm (default {DEFAULT_ROI_MARGIN_MM:g}, measured)")
+    g.add_argument("--margin-mm", type=float, default=None, help=f"crop margin in mm around each lesion (default {DEFAULT_ROI_MARGIN_MM:g}) or, with max aggregation, around each lesion voxel (default {DEFAULT_MAX_ROI_MARGIN_MM:g}); both measured")
     g.add_argument("--full-volume", action="store_true", help="evaluate the whole volume per instance (slow reference)")
     g.add_argument("--cam-layer", default=None, help="module name of the CAM layer (default: model.1.submodule.2 for MONAI UNets)")
     g.add_argument("--batch-size", type=int, default=None, help="network copies per pass (default: from the crop size)")
