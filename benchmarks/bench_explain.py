@@ -58,7 +58,7 @@ def _worker_ours(work: Path, args, aggregation: str) -> dict:
 
     image, geometry, masks, meta = _load(work)
     model, _ = load_network(args.model, args.config)
-    ids = meta["sum_ids"] if aggregation == "sum" else [meta["max_id"]]
+    ids = meta["sum_ids"] if aggregation == "sum" else meta["max_ids"]
     samples = args.samples if aggregation == "sum" else args.max_samples
     settings = ExplainSettings(methods=("smoothgrad",), aggregation=aggregation, samples=samples, seed=args.seed,
                                **({"roi_margin_mm": args.margin_mm} if args.margin_mm is not None else {}))  # fmt: skip
@@ -69,16 +69,18 @@ def _worker_ours(work: Path, args, aggregation: str) -> dict:
     next(iter_explanations(model, image, targets[:1], geometry, settings))
     cold = time.perf_counter() - cold
     start, cpu0 = time.perf_counter(), time.process_time()
-    crops = {}
+    crops, per_lesion, previous = {}, {}, start
     for e in iter_explanations(model, image, targets, geometry, settings):
+        now = time.perf_counter()  # the generator works between yields: this is the lesion's whole cost
+        per_lesion[str(e.instance_id)], previous = now - previous, now
         sl = tuple(slice(a, b) for a, b in zip(e.box["start_kji"], e.box["stop_kji"]))
         crops[f"{e.instance_id}"] = np.stack([e.maps["smoothgrad_flair"][sl], e.maps["smoothgrad_mprage"][sl]])
         crops[f"{e.instance_id}_box"] = np.array([e.box["start_kji"], e.box["stop_kji"]])
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
     np.savez(work / f"ours_{aggregation}.npz", **crops)
-    windows = _window_summary(image, targets[0], geometry, settings, model) if aggregation == "max" else None
+    windows = {str(t.instance_id): _window_summary(image, t, geometry, settings, model) for t in targets} if aggregation == "max" else None
     return {"seconds": seconds, "lesions": len(ids), "per_lesion": seconds / len(ids), "peak_rss_mb": _peak_rss_mb(),
-            "cpu_per_lesion": cpu / len(ids), "cold_first": cold, "windows": windows,
+            "cpu_per_lesion": cpu / len(ids), "cold_first": cold, "windows": windows, "seconds_by_lesion": per_lesion,
             "margin_mm": settings.roi_margin_mm, "threads": torch.get_num_threads()}  # fmt: skip
 
 
@@ -106,7 +108,7 @@ def _worker_naive(work: Path, args, aggregation: str) -> dict:
     image, geometry, masks, meta = _load(work)
     model, _ = load_network(args.model, args.config)
     ours = np.load(work / f"ours_{aggregation}.npz")
-    ids = meta["naive_ids"] if aggregation == "sum" else [meta["max_id"]]
+    ids = meta["naive_ids"] if aggregation == "sum" else meta["max_ids"]
     samples = args.samples if aggregation == "sum" else args.max_samples
     box = full_box(image.shape[1:], model.size_divisor)
     x_full = torch.from_numpy(box.extract(image, 0.0).copy())
@@ -117,6 +119,7 @@ def _worker_naive(work: Path, args, aggregation: str) -> dict:
     del xw
     compute, cpu, results = 0.0, 0.0, []
     for i in ids:
+        lesion_compute = compute
         mask_t = torch.from_numpy(box.extract(masks[i - 1], False).copy())
         voxels = torch.nonzero(mask_t.flatten()).squeeze(1).tolist()
         acc = torch.zeros_like(x_full)
@@ -145,7 +148,7 @@ def _worker_naive(work: Path, args, aggregation: str) -> dict:
         mine[(slice(None),) + sl] = ours[f"{i}"]
         captured = float(np.abs(naive[(slice(None),) + sl]).sum() / np.abs(naive).sum())
         results.append({"id": i, "voxels": len(voxels), "r": pearson(naive, mine), "r_flair": pearson(naive[0], mine[0]),
-                        "captured_mass": captured})  # fmt: skip
+                        "captured_mass": captured, "seconds": compute - lesion_compute})  # fmt: skip
     return {"seconds": compute, "lesions": len(ids), "per_lesion": compute / len(ids), "peak_rss_mb": _peak_rss_mb(),
             "cpu_per_lesion": cpu / len(ids), "results": results, "threads": torch.get_num_threads()}  # fmt: skip
 
@@ -165,8 +168,6 @@ def _report(title: str, ours: dict, naive: dict) -> None:
     print(f"naive full-volume loop : {naive['per_lesion']:9.2f} s/lesion  ({naive['lesions']} lesions, peak RSS {naive['peak_rss_mb']:.0f} MB)")
     print(f"LesionXAI (ROI {ours['margin_mm']:g} mm) : {ours['per_lesion']:9.3f} s/lesion  ({ours['lesions']} lesions, peak RSS {ours['peak_rss_mb']:.0f} MB)")
     print(f"LesionXAI first call   : {ours['cold_first']:9.3f} s (cold: kernels built for new shapes; untimed above)")
-    if ours.get("windows"):
-        print(f"max-aggregation windows: {ours['windows']}")
     print(f"speed-up (wall time)   : {ratio:9.1f} x")
     print(f"speed-up (CPU time)    : {naive['cpu_per_lesion'] / ours['cpu_per_lesion']:9.1f} x   "
           f"(CPU s/lesion: naive {naive['cpu_per_lesion']:.2f}, LesionXAI {ours['cpu_per_lesion']:.3f})")
@@ -174,7 +175,11 @@ def _report(title: str, ours: dict, naive: dict) -> None:
     print(f"Pearson r (FLAIR)      : min {min(r['r_flair'] for r in naive['results']):.4f}")
     print(f"captured |attribution| : min {min(r['captured_mass'] for r in naive['results']):.4f}")
     for r in naive["results"]:
-        print(f"   lesion {r['id']:3d}: {r['voxels']:5d} voxels  r={r['r']:.4f}  r_flair={r['r_flair']:.4f}  mass={r['captured_mass']:.4f}")
+        mine = ours["seconds_by_lesion"].get(str(r["id"]))
+        timing = f"  naive {r['seconds']:.2f} s / LesionXAI {mine:.3f} s = {r['seconds'] / mine:.1f} x" if mine else ""
+        print(f"   lesion {r['id']:3d}: {r['voxels']:5d} voxels  r={r['r']:.4f}  r_flair={r['r_flair']:.4f}  mass={r['captured_mass']:.4f}{timing}")
+        if ours.get("windows"):
+            print(f"              {ours['windows'][str(r['id'])]}")
 
 
 def main() -> None:
@@ -183,6 +188,7 @@ def main() -> None:
     add_subject_arguments(ap)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--max-samples", type=int, default=2)
+    ap.add_argument("--max-lesions", type=int, default=1, help="max aggregation: time the N smallest lesions (default: the smallest)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--margin-mm", type=float, default=None, help="ROI margin (default: ExplainSettings' measured default)")
     ap.add_argument("--naive-lesions", type=int, default=0, help="time the naive sum loop on this many lesions (0: all)")
@@ -203,7 +209,8 @@ def main() -> None:
     sizes = [int(m.sum()) for m in masks]
     ids = list(range(1, len(masks) + 1))
     naive_ids = ids if args.naive_lesions <= 0 else ids[:: max(1, len(ids) // args.naive_lesions)][: args.naive_lesions]
-    max_id = min(ids, key=lambda i: (sizes[i - 1], i))
+    max_ids = sorted(ids, key=lambda i: (sizes[i - 1], i))[: max(1, args.max_lesions)]
+    max_id = max_ids[0]
     print(f"network : {model_desc}")
     print(f"subject : {subject['source']}; grid {subject['image'].shape[1:]} (k,j,i); {len(masks)} lesions, sizes {sorted(sizes)} voxels")
     print(f"threads : torch {torch.get_num_threads()}; samples {args.samples} (sum), {args.max_samples} (max, lesion {max_id}: {sizes[max_id - 1]} voxels)")
@@ -216,7 +223,7 @@ def main() -> None:
         np.savez(work / "subject.npz", image=subject["image"], labels=labels)
         g = subject["geometry"]
         meta = {"geometry": {"size": g.size, "origin": g.origin, "spacing": g.spacing, "direction": g.direction},
-                "sum_ids": ids, "naive_ids": naive_ids, "max_id": max_id}  # fmt: skip
+                "sum_ids": ids, "naive_ids": naive_ids, "max_ids": max_ids}  # fmt: skip
         (work / "subject.json").write_text(json.dumps(meta))
         if args.skip != "sum":
             ours = _run(work, "ours-sum", passthrough)
@@ -225,7 +232,8 @@ def main() -> None:
         if args.skip != "max":
             ours = _run(work, "ours-max", passthrough)
             naive = _run(work, "naive-max", passthrough)
-            _report(f"SmoothGrad, max aggregation, n = {args.max_samples}, lesion {max_id} ({sizes[max_id - 1]} voxels)", ours, naive)
+            which = ", ".join(f"{i} ({sizes[i - 1]} voxels)" for i in max_ids)
+            _report(f"SmoothGrad, max aggregation, n = {args.max_samples}, lesion(s) {which}", ours, naive)
 
 
 if __name__ == "__main__":
