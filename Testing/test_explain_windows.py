@@ -8,8 +8,7 @@ import torch
 
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain import SmoothGrad
-from LesionXAILib.explain.crop_inputs import crop_inputs
-from LesionXAILib.explain.region import explain_box, window_margin
+from LesionXAILib.explain.region import explain_box, explain_crop, window_margin
 from LesionXAILib.explain.vjp import target_gradients, voxel_copies
 from LesionXAILib.explain.windows import axis_windows, voxel_windows
 
@@ -100,7 +99,7 @@ def test_max_roi_equals_the_full_volume_when_the_margin_covers_the_receptive_fie
     mask = box_mask(shape, (10, 12, 7), (11, 13, 19))  # 12 voxels along i: several windows
     kw = dict(samples=2, seed=3, aggregation="max")
     box = explain_box(mask, (1.0, 1.0, 1.0), 8, model.size_divisor)
-    crop = crop_inputs(image, [mask], box, "cpu", torch.float64, window_margin("max", 8, (1.0, 1.0, 1.0)), model.size_divisor)
+    crop = explain_crop(model, image, [mask], box, "max", 8, (1.0, 1.0, 1.0))
     assert len(crop.windows) > 1 and all(w.size < np.prod(box.shape) for w in crop.windows)
     full = SmoothGrad(model).attribute(image, mask, full_volume=True, **kw)
     roi = SmoothGrad(model).attribute(image, mask, margin_mm=8, **kw)

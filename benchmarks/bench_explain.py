@@ -86,14 +86,10 @@ def _worker_ours(work: Path, args, aggregation: str) -> dict:
 
 def _window_summary(image, target, geometry, settings, model) -> str:
     """Return how max aggregation split the lesion's voxels into windows, e.g. '1 x (32, 32, 32): 12 voxels'."""
-    import torch
-
-    from LesionXAILib.explain.crop_inputs import crop_inputs
-    from LesionXAILib.explain.region import explain_box, window_margin
+    from LesionXAILib.explain.region import explain_box, explain_crop
 
     box = explain_box(target.mask, geometry.spacing_kji, settings.roi_margin_mm, model.size_divisor)
-    margin = window_margin("max", settings.roi_margin_mm, geometry.spacing_kji)
-    crop = crop_inputs(image, [target.mask], box, "cpu", torch.float32, margin, model.size_divisor)
+    crop = explain_crop(model, image, [target.mask], box, "max", settings.roi_margin_mm, geometry.spacing_kji)
     parts = [f"{w.shape}: {len(w.voxels)} voxels" for w in crop.windows]
     return f"crop {box.shape}; {len(parts)} window(s): " + ", ".join(parts)
 

@@ -42,8 +42,7 @@ def main() -> None:
     import torch
 
     from LesionXAILib.explain import SmoothGrad
-    from LesionXAILib.explain.crop_inputs import crop_inputs
-    from LesionXAILib.explain.region import explain_box, window_margin
+    from LesionXAILib.explain.region import explain_box, explain_crop
     from LesionXAILib.explain.statistics import lesion_regions
 
     model, desc = load_network(args.model, args.config)
@@ -78,11 +77,10 @@ def main() -> None:
             box = explain_box(masks[i], geometry.spacing_kji, m, model.size_divisor)
             inside = np.zeros(ref.shape, bool)
             computed = int(np.prod(box.shape))
-            margin = window_margin(args.aggregation, m, geometry.spacing_kji)
-            if margin is None:
+            if args.aggregation != "max":
                 inside[(slice(None),) + box.slices] = True
             else:  # max: each voxel's gradient lives on its own window; mass counts their union
-                crop = crop_inputs(image, [masks[i]], box, "cpu", torch.float32, margin, model.size_divisor)
+                crop = explain_crop(model, image, [masks[i]], box, "max", m, geometry.spacing_kji)
                 covered = np.zeros(box.shape, bool)
                 for w in crop.windows:
                     covered[w.slices] = True

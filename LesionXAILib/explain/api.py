@@ -18,12 +18,12 @@ import torch
 from LesionXAILib.errors import InputImageError, ParameterError
 from LesionXAILib.explain.cam import LayerActivations, cam_maps, resolve_layer
 from LesionXAILib.explain.cam import layer_activations as compute_layer_activations
-from LesionXAILib.explain.crop_inputs import CropInputs, crop_inputs
+from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.explanation import Explanation
 from LesionXAILib.explain.gradient import gradient_maps
 from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
-from LesionXAILib.explain.model_state import check_model, explaining, model_dtype
-from LesionXAILib.explain.region import auto_batch_size, explain_box, group_by_box, window_margin
+from LesionXAILib.explain.model_state import check_model, explaining
+from LesionXAILib.explain.region import auto_batch_size, explain_box, explain_crop, group_by_box
 from LesionXAILib.explain.settings import CAM_METHODS, ExplainSettings
 from LesionXAILib.explain.smoothgrad import VARIANTS as SMOOTHGRAD_VARIANTS
 from LesionXAILib.explain.smoothgrad import noise_sigma, smoothgrad_maps
@@ -119,9 +119,7 @@ def iter_explanations(
     sigma = noise_sigma(image, settings.noise_level, settings.noise_per_channel)
     boxes = [explain_box(t.mask, geometry.spacing_kji, settings.roi_margin_mm, model.size_divisor, settings.full_volume) for t in targets]
     groups = group_by_box(boxes)
-    windows = window_margin(settings.aggregation, settings.roi_margin_mm, geometry.spacing_kji, settings.full_volume)
     full_cam: Optional[LayerActivations] = None
-    device, dtype = model.device, model_dtype(model)
     done = 0
     if cam_layer is not None and layer_activations is not None:
         full_cam = check_layer_activations(layer_activations, cam_layer, image.shape[1:], model.size_divisor)
@@ -133,7 +131,8 @@ def iter_explanations(
             start = time.perf_counter()
             group = [targets[i] for i in members]
             sub = reporter.sub(done / len(targets), (done + len(group)) / len(targets))
-            crop = crop_inputs(image, [t.mask for t in group], box, device, dtype, windows, model.size_divisor)
+            masks = [t.mask for t in group]
+            crop = explain_crop(model, image, masks, box, settings.aggregation, settings.roi_margin_mm, geometry.spacing_kji, settings.full_volume)
             maps = _group_maps(model, crop, settings, sigma, cam_layer, full_cam, image, sub, sequence_names(model))
             seconds = (time.perf_counter() - start) / len(group)
             for k, target in enumerate(group):

@@ -15,11 +15,11 @@ import torch
 
 from LesionXAILib.explain.api import check_image
 from LesionXAILib.explain.cam import cam_maps, resolve_layer
-from LesionXAILib.explain.crop_inputs import CropInputs, crop_inputs
+from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.gradient import gradient_maps
 from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
-from LesionXAILib.explain.model_state import check_model, explaining, model_dtype
-from LesionXAILib.explain.region import auto_batch_size, explain_box, window_margin
+from LesionXAILib.explain.model_state import check_model, explaining
+from LesionXAILib.explain.region import auto_batch_size, explain_box, explain_crop
 from LesionXAILib.explain.settings import default_margin_mm
 from LesionXAILib.explain.smoothgrad import noise_sigma, smoothgrad_maps
 from LesionXAILib.explain.targets import InstanceTarget, as_target
@@ -55,8 +55,7 @@ class InstanceAttribution:
             margin_mm = default_margin_mm(t.aggregation)
         spacing_ijk = spacing.spacing if isinstance(spacing, Geometry) else tuple(float(s) for s in spacing)
         box = explain_box(t.mask, spacing_ijk[::-1], margin_mm, self.model.size_divisor, full_volume)
-        windows = window_margin(t.aggregation, margin_mm, spacing_ijk[::-1], full_volume)
-        crop = crop_inputs(image, [t.mask], box, self.model.device, model_dtype(self.model), windows, self.model.size_divisor)
+        crop = explain_crop(self.model, image, [t.mask], box, t.aggregation, margin_mm, spacing_ijk[::-1], full_volume)
         return image, t, crop
 
 

@@ -6,6 +6,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from LesionXAILib.explain.crop_inputs import CropInputs, crop_inputs
+from LesionXAILib.explain.model_state import model_dtype
+from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.roi import CropBox, align_box, full_box, lesion_box, margin_voxels
 
 
@@ -40,6 +43,21 @@ def window_margin(
     if aggregation != "max" or full_volume:
         return None
     return margin_voxels(margin_mm, spacing_kji)
+
+
+def explain_crop(
+    model: LesionModel,
+    image: np.ndarray,
+    masks: Sequence[np.ndarray],
+    box: CropBox,
+    aggregation: str,
+    margin_mm: float,
+    spacing_kji: Sequence[float],
+    full_volume: bool = False,
+) -> CropInputs:
+    """Return the crop of ``image`` and ``masks`` on ``box`` as the explainers evaluate it (with per-voxel windows for max)."""
+    margin = window_margin(aggregation, margin_mm, spacing_kji, full_volume)
+    return crop_inputs(image, masks, box, model.device, model_dtype(model), margin, model.size_divisor)
 
 
 def group_by_box(boxes: Sequence[CropBox]) -> list[tuple[CropBox, list[int]]]:

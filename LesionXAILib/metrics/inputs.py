@@ -15,10 +15,10 @@ import torch
 
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.api import check_image, sequence_names
-from LesionXAILib.explain.crop_inputs import CropInputs, crop_inputs
+from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.explanation import Explanation
-from LesionXAILib.explain.model_state import check_model, model_dtype
-from LesionXAILib.explain.region import auto_batch_size, explain_box, window_margin
+from LesionXAILib.explain.model_state import check_model
+from LesionXAILib.explain.region import auto_batch_size, explain_box, explain_crop
 from LesionXAILib.explain.settings import CAM_METHODS, ExplainSettings
 from LesionXAILib.explain.smoothgrad import noise_sigma
 from LesionXAILib.explain.targets import InstanceTarget, as_target
@@ -110,8 +110,7 @@ def instance_inputs(
     image = check_image(model, normalized, geometry)
     t = as_target(target, image.shape[1:], settings.aggregation)
     box = explain_box(t.mask, geometry.spacing_kji, settings.roi_margin_mm, model.size_divisor, settings.full_volume)
-    windows = window_margin(t.aggregation, settings.roi_margin_mm, geometry.spacing_kji, settings.full_volume)
-    crop = crop_inputs(image, [t.mask], box, model.device, model_dtype(model), windows, model.size_divisor)
+    crop = explain_crop(model, image, [t.mask], box, t.aggregation, settings.roi_margin_mm, geometry.spacing_kji, settings.full_volume)
     return InstanceInputs(model, image, t, geometry, settings, crop)
 
 
