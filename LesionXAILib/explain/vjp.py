@@ -12,7 +12,7 @@ import torch
 
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.targets import target_weights
-from LesionXAILib.explain.windows import VoxelWindow
+from LesionXAILib.explain.windows import VoxelWindow, voxel_windows
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.progress import ProgressReporter
 
@@ -42,7 +42,7 @@ def target_gradients(
     if masks.ndim != inputs.ndim - 1 or masks.shape[1:] != inputs.shape[2:]:
         raise ParameterError(f"target masks {tuple(masks.shape)} do not match inputs {tuple(inputs.shape)}")
     if aggregation == "max":
-        return _max_gradients(model, inputs, masks, batch_size, reporter, windows)
+        return _max_gradients(model, inputs, masks, reporter, windows)
     weights = target_weights(masks, aggregation).to(inputs.dtype)
     out = torch.empty((masks.shape[0],) + tuple(inputs.shape), dtype=inputs.dtype, device=inputs.device)
     n = inputs.shape[0]
@@ -80,7 +80,6 @@ def _max_gradients(
     model: LesionModel,
     inputs: torch.Tensor,
     masks: torch.Tensor,
-    batch_size: int,
     reporter: Optional[ProgressReporter],
     windows: Optional[Sequence[VoxelWindow]] = None,
 ) -> torch.Tensor:
@@ -88,8 +87,8 @@ def _max_gradients(
     # windows, on the whole input; values are reduced on the fly to the largest magnitude with its sign,
     # voxels in window order then raster order, so ties keep the first (as a plain loop does).
     k_targets = masks.shape[0]
-    if windows is None:
-        windows = _whole_input_window(masks)
+    if windows is None:  # a margin as large as the input: one window, the whole input
+        windows = voxel_windows(masks, tuple(masks.shape[1:]), 1)
     best = torch.zeros((k_targets,) + tuple(inputs.shape), dtype=inputs.dtype, device=inputs.device)
     total, done = inputs.shape[0] * sum(len(w.voxels) for w in windows), 0
     for w in windows:
@@ -127,10 +126,3 @@ def _voxel_gradients(model: LesionModel, x: torch.Tensor, voxels: Sequence[tuple
     for n, v in enumerate(voxels):
         (g,) = torch.autograd.grad(z[tuple(v)], xs, retain_graph=n < len(voxels) - 1)
         yield g[0]
-
-
-def _whole_input_window(masks: torch.Tensor) -> tuple[VoxelWindow, ...]:
-    """Return one window covering the whole input with every voxel of every target, raster order per target."""
-    idx = torch.nonzero(masks.detach().to("cpu", torch.bool)).tolist()
-    shape = tuple(int(s) for s in masks.shape[1:])
-    return (VoxelWindow((0, 0, 0), shape, tuple(r[0] for r in idx), tuple(tuple(r[1:]) for r in idx)),)
