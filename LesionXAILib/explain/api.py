@@ -27,7 +27,7 @@ from LesionXAILib.explain.region import auto_batch_size, explain_box, explain_cr
 from LesionXAILib.explain.settings import CAM_METHODS, ExplainSettings
 from LesionXAILib.explain.smoothgrad import VARIANTS as SMOOTHGRAD_VARIANTS
 from LesionXAILib.explain.smoothgrad import noise_sigma, smoothgrad_maps
-from LesionXAILib.explain.statistics import local_map_statistics, local_regions
+from LesionXAILib.explain.statistics import local_map_statistics, local_regions, sequence_share
 from LesionXAILib.explain.targets import InstanceTarget, as_target, instance_target
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
@@ -271,8 +271,7 @@ def _explanation(
     shares = {}
     flair = "flair" if "flair" in sequences else sequences[0]  # science.md: channel 0 is the FLAIR
     for method in settings.gradient_methods:
-        totals = {seq: stats[f"{method}_{seq}"]["total_abs_sum"] for seq in sequences}
-        shares[method] = totals[flair] / sum(totals.values()) if sum(totals.values()) > 0 else float("nan")
+        shares[method] = sequence_share({seq: stats[f"{method}_{seq}"]["total_abs_sum"] for seq in sequences}, flair)
     stats["flair_share"] = shares
     return Explanation(
         instance_id=target.instance_id,

@@ -14,7 +14,6 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from LesionXAILib.errors import InstanceError
 from LesionXAILib.roi import margin_voxels, mask_bounds
 
 
@@ -33,13 +32,8 @@ def lesion_regions(mask: np.ndarray, spacing_kji: Sequence[float], ring_mm: Sequ
     from scipy.ndimage import distance_transform_edt
 
     mask = np.asarray(mask, dtype=bool)
-    idx = np.nonzero(mask)
-    if idx[0].size == 0:
-        raise InstanceError("instance mask is empty (no lesion voxel inside the image)")
     inner, outer = float(ring_mm[0]), float(ring_mm[1])
-    grow = np.array(margin_voxels(outer, spacing_kji)) + 1
-    lo = np.maximum([i.min() for i in idx] - grow, 0)
-    hi = np.minimum([i.max() + 1 for i in idx] + grow, mask.shape)
+    lo, hi = _ring_bounds(mask, spacing_kji, outer)
     sub = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     # distances only matter up to `outer`, which the grown box contains, so the EDT runs on it alone
     dist = distance_transform_edt(~mask[sub], sampling=tuple(float(s) for s in spacing_kji))
@@ -48,6 +42,13 @@ def lesion_regions(mask: np.ndarray, spacing_kji: Sequence[float], ring_mm: Sequ
     near = np.zeros_like(mask)
     near[sub] = dist <= outer
     return LesionRegions(mask, ring, ~(near | mask), (inner, outer))
+
+
+def _ring_bounds(mask: np.ndarray, spacing_kji: Sequence[float], outer_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return (lo, hi) k,j,i bounds of the lesion grown past ``outer_mm`` (clipped to the grid)."""
+    lo, hi = mask_bounds(mask)
+    grow = np.array(margin_voxels(outer_mm, spacing_kji)) + 1
+    return np.maximum(lo - grow, 0), np.minimum(hi + grow, mask.shape)
 
 
 @dataclass
@@ -76,10 +77,7 @@ def local_regions(
     The regions inside that box equal :func:`lesion_regions` of the whole grid; the grid beyond it is outside.
     """
     mask = np.asarray(mask, dtype=bool)
-    lo, hi = mask_bounds(mask)
-    grow = np.array(margin_voxels(float(ring_mm[1]), spacing_kji)) + 1
-    lo = np.maximum(lo - grow, 0)
-    hi = np.minimum(hi + grow, mask.shape)
+    lo, hi = _ring_bounds(mask, spacing_kji, float(ring_mm[1]))
     if include is not None:
         lo = np.minimum(lo, [max(0, s.start) for s in include])
         hi = np.maximum(hi, [min(n, s.stop) for s, n in zip(include, mask.shape)])
@@ -163,8 +161,8 @@ def _complement(where: Sequence[slice], shape: Sequence[int]):
         fixed.append(s)
 
 
-def sequence_share(maps: Mapping[str, np.ndarray], sequence: str) -> float:
-    """Return sum|map of ``sequence``| / sum|all maps|: one sequence's share of total absolute attribution."""
-    totals = {k: float(np.abs(v).sum(dtype=np.float64)) for k, v in maps.items()}
+def sequence_share(abs_totals: Mapping[str, float], sequence: str) -> float:
+    """Return ``sequence``'s share of the per-sequence absolute attribution sums (NaN if all are 0)."""
+    totals = {k: float(v) for k, v in abs_totals.items()}
     total = sum(totals.values())
     return totals[sequence] / total if total > 0 else float("nan")

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from LesionXAILib.errors import InstanceError, ParameterError
-from LesionXAILib.roi import CropBox, margin_voxels
+from LesionXAILib.errors import ParameterError
+from LesionXAILib.roi import CropBox, margin_voxels, mask_bounds
 
 
 def grid_aligned_box(lo: Sequence[int], hi: Sequence[int], shape: Sequence[int], divisor: int = 1) -> CropBox:
@@ -41,10 +41,6 @@ def aligned_lesion_box(
     mask: np.ndarray, spacing_kji: Sequence[float], margin_mm: float, divisor: int = 1
 ) -> CropBox:
     """Return the stride-aligned box around ``mask``'s voxels grown by ``margin_mm`` (anisotropic spacing honoured)."""
-    idx = np.nonzero(mask)
-    if len(idx) != 3 or idx[0].size == 0:
-        raise InstanceError("instance mask is empty (no voxel inside the image)")
-    lo = np.array([i.min() for i in idx])
-    hi = np.array([i.max() + 1 for i in idx])
+    lo, hi = mask_bounds(mask)
     mv = np.array(margin_voxels(margin_mm, spacing_kji))
     return grid_aligned_box(lo - mv, hi + mv, mask.shape, divisor)
