@@ -6,7 +6,7 @@ lesion's detection, mean probability and Dice are recorded (detection rule: ``pr
 The unmasked image is evaluated too ("full context", r = infinity).
 
 Speed: everything runs on one lesion-centred crop, all radii stacked along the batch dimension
-(in chunks that bound memory). The crop starts on the network's stride grid (``probes.cropping``)
+(in chunks that bound memory). The crop starts on the network's stride grid (``roi.align_box``)
 and reaches ``max(largest radius, receptive_margin_mm)`` beyond the lesion's bounding box. Why that
 is enough: only the network's output on (and just around) the lesion is scored, and that output
 depends on the input within the network's receptive field; inside the crop the input is exactly
@@ -35,8 +35,7 @@ from LesionXAILib.probes.detection import ProbePoint, score_prediction
 from LesionXAILib.probes.fill import check_fill, fill_field
 from LesionXAILib.probes.structuring import distance_from_mask_mm, within_radius
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
-from LesionXAILib.probes.cropping import aligned_lesion_box
-from LesionXAILib.roi import CropBox
+from LesionXAILib.roi import CropBox, align_box, lesion_box
 
 if TYPE_CHECKING:
     from LesionXAILib.segmentation import SegmentationResult
@@ -125,7 +124,7 @@ def probe_box(
 ) -> CropBox:
     """Return the lesion-centred, stride-aligned crop the probe evaluates: bbox + max(largest radius, receptive margin) mm."""
     margin = max(settings.max_radius_mm, settings.receptive_margin_mm)
-    return aligned_lesion_box(instance_mask, spacing_kji, margin, divisor)
+    return align_box(lesion_box(instance_mask, spacing_kji, margin), divisor)
 
 
 def _auto_batch(settings: ContextSettings, crop_shape: Sequence[int], n_points: int) -> int:

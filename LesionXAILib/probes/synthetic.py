@@ -33,13 +33,12 @@ from LesionXAILib.probes.context import (
     _probabilities,
     context_probe,
 )
-from LesionXAILib.probes.cropping import grid_aligned_box
 from LesionXAILib.probes.curve import ContextCurve
 from LesionXAILib.probes.detection import ProbePoint, score_prediction
 from LesionXAILib.probes.files import write_csv, write_json
 from LesionXAILib.probes.white_matter import check_positions, estimate_white_matter, nawm_candidates, pick_positions
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
-from LesionXAILib.roi import CropBox, margin_voxels
+from LesionXAILib.roi import CropBox, align_box, box_around, margin_voxels
 
 DEFAULT_VOLUMES_MM3 = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 DEFAULT_FLAIR_CONTRASTS = (1.4, 1.8)
@@ -411,7 +410,7 @@ def synthetic_lesion_probe(
             if inserted:
                 lo = np.min([[s.start for s in item.box] for item in inserted], axis=0)
                 hi = np.max([[s.stop for s in item.box] for item in inserted], axis=0)
-                box = grid_aligned_box(lo - margin, hi + margin, geometry.shape, model.size_divisor)
+                box = align_box(box_around(lo - margin, hi + margin, geometry.shape), model.size_divisor)
                 base = box.extract(stack, 0.0)
                 batch = settings.batch_size or max(1, MAX_BATCH_VOXELS // int(np.prod(box.shape)))
                 for first in range(0, len(inserted), batch):
