@@ -19,6 +19,9 @@ class ModelConfig:
     ``head='sigmoid'``: one output channel, probability = sigmoid(logit).
     ``head='softmax'``: >= 2 channels, probability = softmax(...)[lesion_index]; the instance
     target uses the lesion channel's logit before the softmax (science.md section 2).
+    ``explain_margin_mm`` / ``explain_voxel_margin_mm``: the explainers' crop margin around a lesion
+    (sum/mean targets) and around each lesion voxel (max), as measured for these weights by
+    :mod:`LesionXAILib.explain.margin_calibration`; None uses the measured defaults of ExplainSettings.
     """
 
     name: str = "custom"
@@ -39,6 +42,9 @@ class ModelConfig:
     overlap: float = 0.25
     threshold: float = 0.5
     cam_layer: Optional[str] = None
+    # explanation margins measured for these weights (`lesionxai calibrate`); None: LesionXAI's default
+    explain_margin_mm: Optional[float] = None
+    explain_voxel_margin_mm: Optional[float] = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +65,10 @@ class ModelConfig:
                 f"model config '{self.name}': needs len(strides) == len(channels) - 1 "
                 f"({len(self.strides)} vs {len(self.channels)})"
             )
+        for key in ("explain_margin_mm", "explain_voxel_margin_mm"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ModelLoadError(f"model config '{self.name}': {key} must be a margin >= 0 mm or null, got {value!r}")
         if self.in_channels != len(self.input_order):
             raise ModelLoadError(
                 f"model config '{self.name}': in_channels={self.in_channels} but input_order lists "

@@ -170,18 +170,37 @@ def test_bad_input_gives_clear_errors():
         explain_instance(model.network, image, result.instances.mask(1), geo, s)
 
 
-def test_default_margin_follows_the_aggregation_and_is_recorded():
+def test_margin_is_the_models_calibrated_one_else_the_measured_default_and_is_recorded():
     from LesionXAILib.explain import DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM
+    from LesionXAILib.explain.settings import resolve_margin
+    from LesionXAILib.lesion_model import LesionModel
 
-    assert ExplainSettings().roi_margin_mm == DEFAULT_ROI_MARGIN_MM
-    assert ExplainSettings(aggregation="mean").roi_margin_mm == DEFAULT_ROI_MARGIN_MM
-    assert ExplainSettings(aggregation="max").roi_margin_mm == DEFAULT_MAX_ROI_MARGIN_MM
-    assert ExplainSettings(aggregation="max", roi_margin_mm=5).roi_margin_mm == 5
-    # a default margin follows a changed aggregation, a chosen one stays
-    assert ExplainSettings().replace(aggregation="max").roi_margin_mm == DEFAULT_MAX_ROI_MARGIN_MM
-    assert ExplainSettings(aggregation="max").replace(aggregation="sum").roi_margin_mm == DEFAULT_ROI_MARGIN_MM
+    model = tiny_unet()
+    # settings alone leave the margin to the model; a chosen one stays whatever the aggregation
+    assert ExplainSettings().roi_margin_mm is None
     assert ExplainSettings(roi_margin_mm=5).replace(aggregation="max").roi_margin_mm == 5
-    s = ExplainSettings(aggregation="max")
-    assert s.to_dict()["roi_margin_mm"] == DEFAULT_MAX_ROI_MARGIN_MM  # the margin used, not None
+    # an uncalibrated model gets the measured defaults of its aggregation
+    assert ExplainSettings().resolved(model).roi_margin_mm == DEFAULT_ROI_MARGIN_MM
+    assert ExplainSettings(aggregation="mean").resolved(model).roi_margin_mm == DEFAULT_ROI_MARGIN_MM
+    assert ExplainSettings(aggregation="max").resolved(model).roi_margin_mm == DEFAULT_MAX_ROI_MARGIN_MM
+    assert ExplainSettings().replace(aggregation="max").resolved(model).roi_margin_mm == DEFAULT_MAX_ROI_MARGIN_MM
+    assert resolve_margin(None, model.config, "sum")[1].startswith("default")
+    # a calibrated model carries its own, per aggregation; a chosen margin still wins
+    calibrated = LesionModel(model.network, model.config.replace(explain_margin_mm=3.0, explain_voxel_margin_mm=2.0)).eval()
+    assert ExplainSettings().resolved(calibrated).roi_margin_mm == 3.0
+    assert ExplainSettings(aggregation="max").resolved(calibrated).roi_margin_mm == 2.0
+    assert ExplainSettings(aggregation="max", roi_margin_mm=5).resolved(calibrated).roi_margin_mm == 5
+    assert resolve_margin(None, calibrated.config, "max") == (2.0, "calibrated for model 'tiny-unet'")
     with pytest.raises(ParameterError, match="margin"):
         ExplainSettings(roi_margin_mm=-1)
+    # the margin used is recorded with the explanation, and gives the maps that choosing it gives
+    image, geo = synthetic_image(SHAPE), unit_geometry(SHAPE)
+    mask = box_mask(SHAPE, (10, 10, 10), (12, 12, 13))
+    only = ExplainSettings(methods=("gradient",))
+    auto = explain_instance(calibrated, image, mask, geo, only)
+    assert auto.settings.roi_margin_mm == 3.0 and auto.to_dict()["settings"]["roi_margin_mm"] == 3.0
+    chosen = explain_instance(model, image, mask, geo, only.replace(roi_margin_mm=3.0))
+    np.testing.assert_array_equal(auto.maps["gradient_flair"], chosen.maps["gradient_flair"])
+    default = explain_instance(model, image, mask, geo, only)
+    assert default.settings.roi_margin_mm == DEFAULT_ROI_MARGIN_MM
+    assert not np.allclose(default.maps["gradient_flair"], auto.maps["gradient_flair"])  # the margin mattered

@@ -258,12 +258,8 @@ def _margin_fidelity(model, result, ids, margins) -> list[dict]:
     import numpy as np
 
     from LesionXAILib.explain.api import instance_targets, iter_explanations
+    from LesionXAILib.explain.margin_calibration import pearson_r as pearson
     from LesionXAILib.explain.settings import ExplainSettings
-
-    def pearson(a, b):
-        a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
-        a, b = a - a.mean(), b - b.mean()
-        return float((a @ b) / np.sqrt((a @ a) * (b @ b)))
 
     rows = []
     for lesion in ids:

@@ -112,6 +112,7 @@ def iter_explanations(
     them once per call.
     """
     model = check_model(model)
+    settings = settings.resolved(model)  # the margin this model gets is recorded with every explanation
     image = check_image(model, normalized, geometry)
     targets = [as_target(t, image.shape[1:], settings.aggregation) for t in targets]
     reporter = as_reporter(progress, cancel)

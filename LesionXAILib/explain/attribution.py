@@ -20,7 +20,7 @@ from LesionXAILib.explain.gradient import gradient_maps
 from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
 from LesionXAILib.explain.model_state import check_model, explaining
 from LesionXAILib.explain.region import auto_batch_size, explain_box, explain_crop
-from LesionXAILib.explain.settings import default_margin_mm
+from LesionXAILib.explain.settings import resolve_margin
 from LesionXAILib.explain.smoothgrad import noise_sigma, smoothgrad_maps
 from LesionXAILib.explain.targets import InstanceTarget, as_target
 from LesionXAILib.geometry import Geometry
@@ -51,8 +51,7 @@ class InstanceAttribution:
             arr = arr[0]
         image = check_image(self.model, arr, None)
         t = as_target(target, image.shape[1:], aggregation)
-        if margin_mm is None:
-            margin_mm = default_margin_mm(t.aggregation)
+        margin_mm = resolve_margin(margin_mm, self.model.config, t.aggregation)[0]
         spacing_ijk = spacing.spacing if isinstance(spacing, Geometry) else tuple(float(s) for s in spacing)
         box = explain_box(t.mask, spacing_ijk[::-1], margin_mm, self.model.size_divisor, full_volume)
         crop = explain_crop(self.model, image, [t.mask], box, t.aggregation, margin_mm, spacing_ijk[::-1], full_volume)

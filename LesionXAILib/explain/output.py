@@ -6,13 +6,15 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 
-def write_explanations(out: Path, rows: list[dict], settings, result) -> dict[str, Path]:
+def write_explanations(out: Path, rows: list[dict], settings, result, margin_source: Optional[str] = None) -> dict[str, Path]:
     """Write explanations.json (settings + one entry per instance) and explanations.csv (one row per map)."""
     doc = {
         "lesionxai_version": __import__("LesionXAILib").__version__,
         "settings": settings.to_dict(),
+        **({"margin_source": margin_source} if margin_source else {}),
         "model": result.model_info,
         "geometry": result.geometry.to_dict(),
         "instances": rows,

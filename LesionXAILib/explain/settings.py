@@ -49,10 +49,10 @@ class ExplainSettings:
 
     ``noise_level``: SmoothGrad sigma as a fraction of the (max - min) range of the normalised FLAIR
     (``noise_per_channel=True``: of each channel's own range). ``roi_margin_mm``: margin around each
-    lesion of the crop the network is evaluated on; ``full_volume=True`` evaluates the whole volume
-    (the reference); None (the default) takes the measured default of the aggregation
-    (:func:`default_margin_mm`). ``batch_size=None`` picks the number of network copies per pass from
-    the crop size.
+    lesion (sum/mean) or each lesion voxel (max) of the crop the network is evaluated on; None (the
+    default) takes the model's calibrated margin, else the measured default (:func:`resolve_margin`);
+    :meth:`resolved` fixes it for a model. ``full_volume=True`` evaluates the whole volume (the
+    reference). ``batch_size=None`` picks the number of network copies per pass from the crop size.
     """
 
     methods: tuple[str, ...] = ("smoothgrad", "gradcampp")
@@ -72,8 +72,6 @@ class ExplainSettings:
         methods = (self.methods,) if isinstance(self.methods, str) else tuple(self.methods)
         object.__setattr__(self, "methods", methods)
         object.__setattr__(self, "ring_mm", tuple(float(v) for v in self.ring_mm))
-        if self.roi_margin_mm is None and self.aggregation in AGGREGATIONS:
-            object.__setattr__(self, "roi_margin_mm", default_margin_mm(self.aggregation))
         self.validate()
 
     def validate(self) -> None:
@@ -95,7 +93,7 @@ class ExplainSettings:
             raise ParameterError(f"seed must be >= 0, got {self.seed}")
         if int(self.ig_steps) < 1:
             raise ParameterError(f"integrated-gradients steps must be >= 1, got {self.ig_steps}")
-        if self.roi_margin_mm is None or not self.roi_margin_mm >= 0:
+        if self.roi_margin_mm is not None and not self.roi_margin_mm >= 0:
             raise ParameterError(f"ROI margin must be >= 0 mm, got {self.roi_margin_mm}")
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
@@ -114,15 +112,28 @@ class ExplainSettings:
         return tuple(m for m in self.methods if m in CAM_METHODS)
 
     def replace(self, **changes: Any) -> "ExplainSettings":
-        """Return a copy with some fields changed (validated); a default margin follows a changed aggregation."""
-        if "aggregation" in changes and "roi_margin_mm" not in changes:
-            if self.roi_margin_mm == default_margin_mm(self.aggregation):
-                changes["roi_margin_mm"] = None
+        """Return a copy with some fields changed (validated)."""
         return replace(self, **changes)
+
+    def resolved(self, model: Any) -> "ExplainSettings":
+        """Return these settings with the margin ``model`` gets fixed (its calibrated one, or the default)."""
+        if self.roi_margin_mm is not None:
+            return self
+        return replace(self, roi_margin_mm=resolve_margin(None, model.config, self.aggregation)[0])
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
         return json.loads(json.dumps(asdict(self)))
+
+
+def resolve_margin(margin_mm: Optional[float], config: Any, aggregation: str) -> tuple[float, str]:
+    """Return (margin in mm, where it comes from): the given one, the model config's calibrated one, or the default."""
+    if margin_mm is not None:
+        return float(margin_mm), "chosen"
+    calibrated = getattr(config, "explain_voxel_margin_mm" if aggregation == "max" else "explain_margin_mm", None)
+    if calibrated is not None:
+        return float(calibrated), f"calibrated for model '{config.name}'"
+    return default_margin_mm(aggregation), "default (measured on the demo model)"
 
 
 def default_margin_mm(aggregation: str) -> float:

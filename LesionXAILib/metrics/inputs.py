@@ -107,6 +107,7 @@ def instance_inputs(
 ) -> InstanceInputs:
     """Return the InstanceInputs of one target, cropped as the explainers crop it under ``settings``."""
     model = check_model(model)
+    settings = settings.resolved(model)
     image = check_image(model, normalized, geometry)
     t = as_target(target, image.shape[1:], settings.aggregation)
     box = explain_box(t.mask, geometry.spacing_kji, settings.roi_margin_mm, model.size_divisor, settings.full_volume)

@@ -40,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--samples", type=int, default=16, help="SmoothGrad samples (default 16)")
     g.add_argument("--noise-level", type=float, default=0.05, help="SmoothGrad sigma / FLAIR range (default 0.05)")
     g.add_argument("--seed", type=int, default=0, help="SmoothGrad noise seed (default 0)")
-    g.add_argument("--margin-mm", type=float, default=None, help=f"crop margin in mm (default {DEFAULT_ROI_MARGIN_MM:g}; max aggregation: {DEFAULT_MAX_ROI_MARGIN_MM:g} around each voxel)")
+    g.add_argument("--margin-mm", type=float, default=None,
+                   help=f"crop margin in mm (default: the model's calibrated margin, else {DEFAULT_ROI_MARGIN_MM:g}; "
+                        f"max aggregation: {DEFAULT_MAX_ROI_MARGIN_MM:g} around each voxel)")  # fmt: skip
     g.add_argument("--cam-layer", default=None, help="CAM layer module name (default: documented decoder layer)")
 
     g = parser.add_argument_group("context probe")

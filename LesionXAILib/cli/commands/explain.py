@@ -39,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--noise-per-channel", action="store_true", help="scale sigma by each channel's own range")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients path steps (default 32)")
-    g.add_argument("--margin-mm", type=float, default=None, help=f"crop margin in mm around each lesion (default {DEFAULT_ROI_MARGIN_MM:g}) or, with max aggregation, around each lesion voxel (default {DEFAULT_MAX_ROI_MARGIN_MM:g}); both measured")
+    g.add_argument("--margin-mm", type=float, default=None,
+                   help=f"crop margin in mm around each lesion or, with max aggregation, around each lesion voxel (default: the "
+                        f"model's calibrated margin, see `lesionxai calibrate`; else {DEFAULT_ROI_MARGIN_MM:g} / {DEFAULT_MAX_ROI_MARGIN_MM:g} mm, "
+                        "measured on the demo model)")  # fmt: skip
     g.add_argument("--full-volume", action="store_true", help="evaluate the whole volume per instance (slow reference)")
     g.add_argument("--cam-layer", default=None, help="module name of the CAM layer (default: model.1.submodule.2 for MONAI UNets)")
     g.add_argument("--batch-size", type=int, default=None, help="network copies per pass (default: from the crop size)")
@@ -72,13 +75,18 @@ def run(args: argparse.Namespace) -> int:
 
     from LesionXAILib.explain.api import instance_targets, iter_explanations
     from LesionXAILib.explain.output import write_explanations
+    from LesionXAILib.explain.settings import resolve_margin
 
     settings = settings_from_args(args)
     ids = parse_instances(args.instances)
     subject = segment_subject_from_args(args)
     model, result, out, inputs = subject.model, subject.result, subject.out, subject.protected
+    margin_mm, margin_source = resolve_margin(settings.roi_margin_mm, model.config, settings.aggregation)
+    settings = settings.replace(roi_margin_mm=margin_mm)
     targets = instance_targets(result.instances, ids, settings.aggregation)
     log.info("%d instances found; explaining %d with %s", len(result.instances.instances), len(targets), ", ".join(settings.methods))
+    if not settings.full_volume:
+        log.info("crop margin %g mm around each lesion%s (%s)", margin_mm, " voxel" if settings.aggregation == "max" else "", margin_source)
     rows = []
     bar = tqdm(total=len(targets), desc="explain", unit="lesion", disable=bool(getattr(args, "quiet", False)), dynamic_ncols=True)
 
@@ -93,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     rows.sort(key=lambda r: r["instance_id"])
-    write_explanations(out, rows, settings, result)
+    write_explanations(out, rows, settings, result, margin_source)
     seconds = sum(r["seconds"] for r in rows)
     log.info("explained %d instances in %.1f s -> %s", len(rows), seconds, out / "explanations.json")
     return 0
