@@ -6,14 +6,19 @@ Same network, subject (a phantom with >= 10 lesions), noise draws and settings f
   max aggregation  naive = the anchor's loop: per sample one full-volume forward pass, then one
                    full-volume backward pass per lesion voxel; LesionXAI = one-hot VJPs, each on its
                    voxel's grid-aligned window (explain/windows.py), copies batched where it pays.
-                   Run on a reduced case (the smallest lesion, --max-samples samples).
-Each method runs in its own subprocess (peak RSS per method). The naive loop uses LesionXAI's
-positional noise, so Pearson r between the maps measures the crop alone; its noise generation is
-left out of its timing (in the baseline's favour), while LesionXAI's time is the whole explain call
-(noise, crops, statistics, full-grid maps). Wall and process CPU time are both reported: on a
-machine shared with other work the CPU-time ratio is the steadier one. Both workers first run one
-untimed pass (convolution kernels are built on first use of a shape); LesionXAI's cold first call is
-printed too.
+                   Run on a reduced case (the smallest lesion(s), --max-samples samples).
+The crop margin is the network's own: before timing, the network is calibrated as `lesionxai
+calibrate` does (explain/margin_calibration.py: margin -> fidelity against whole-volume maps on a
+*different* phantom, --calibration-seed; smallest margin with r >= 0.995 and captured >= 0.98 on
+every lesion), untimed and reported; LesionXAI is then timed with the calibrated model and, for
+comparison, with the uncalibrated default margins (measured on the demo model). --margin-mm skips
+the calibration and times that margin. Each worker runs in its own subprocess (peak RSS per
+method). The naive loop uses LesionXAI's positional noise, so Pearson r between the maps measures
+the crop alone; its noise generation is left out of its timing (in the baseline's favour), while
+LesionXAI's time is the whole explain call (noise, crops, statistics, full-grid maps). Wall and
+process CPU time are both reported: on a machine shared with other work the CPU-time ratio is the
+steadier one. Both workers first run one untimed pass (convolution kernels are built on first use
+of a shape); LesionXAI's cold first call is printed too.
 
     .venv/bin/python benchmarks/bench_explain.py [--config ies-unet] [--samples 16] [--naive-lesions 3]
 """
@@ -36,6 +41,14 @@ from explain_subject import add_subject_arguments, load_network, make_subject, p
 
 
 def _peak_rss_mb() -> float:
+    # VmHWM is this process image's own peak; ru_maxrss would also count the parent's pages the worker
+    # was forked with (Linux keeps the larger across exec), so every worker showed the parent's size
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -50,7 +63,39 @@ def _load(work: Path):
     return data["image"], geometry, masks, meta
 
 
-def _worker_ours(work: Path, args, aggregation: str) -> dict:
+def _calibrated(model, work: Path):
+    """Return ``model`` with the calibrated config the calibration worker wrote (as a calibrated checkpoint loads)."""
+    from LesionXAILib.lesion_model import LesionModel
+    from LesionXAILib.model_config import ModelConfig
+
+    path = work / "calibrated_config.json"
+    if not path.exists():
+        return model
+    return LesionModel(model.network, ModelConfig.from_dict(json.loads(path.read_text())), source=model.source).eval()
+
+
+def _worker_calibrate(work: Path, args, aggregation: str) -> dict:
+    """Calibrate the network's margin for ``aggregation`` on another phantom; write the calibrated config."""
+    from LesionXAILib.explain.margin_calibration import calibrate_margin, calibrated_config, pick_lesions
+
+    model = _calibrated(load_network(args.model, args.config)[0], work)  # keeps a margin calibrated before
+    subject = make_subject(args.calibration_seed, args.lesions, args.fov)
+    masks = subject["masks"]
+    limit = args.calibration_max_voxels if aggregation == "max" else None
+    picked = pick_lesions(masks, args.calibration_lesions, limit)
+    samples = args.samples_calibration if aggregation == "sum" else args.max_samples
+    t0 = time.perf_counter()
+    cal = calibrate_margin(model, subject["image"], [masks[i] for i in picked], subject["geometry"], aggregation,
+                           args.calibration_margins, samples, args.seed)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    config = calibrated_config(model.config, [cal])
+    (work / "calibrated_config.json").write_text(json.dumps(config.to_dict()))
+    return {"margin_mm": cal.margin_mm, "curve": cal.curve(), "seconds": seconds, "subject": subject["source"],
+            "lesions": [int(masks[i].sum()) for i in picked], "samples": samples,
+            "criterion": [cal.min_r, cal.min_captured]}  # fmt: skip
+
+
+def _worker_ours(work: Path, args, aggregation: str, variant: str = "calibrated") -> dict:
     import torch
 
     from LesionXAILib.explain import ExplainSettings, InstanceTarget
@@ -58,10 +103,12 @@ def _worker_ours(work: Path, args, aggregation: str) -> dict:
 
     image, geometry, masks, meta = _load(work)
     model, _ = load_network(args.model, args.config)
+    if variant == "calibrated":
+        model = _calibrated(model, work)
     ids = meta["sum_ids"] if aggregation == "sum" else meta["max_ids"]
     samples = args.samples if aggregation == "sum" else args.max_samples
     settings = ExplainSettings(methods=("smoothgrad",), aggregation=aggregation, samples=samples, seed=args.seed,
-                               **({"roi_margin_mm": args.margin_mm} if args.margin_mm is not None else {}))  # fmt: skip
+                               roi_margin_mm=args.margin_mm).resolved(model)  # fmt: skip
     targets = [InstanceTarget(masks[i - 1], aggregation, i) for i in ids]
     # untimed warm-up on the first lesion (oneDNN builds its kernels on first use of each shape); its time
     # is reported as the cold first call, the timed loop is the per-lesion cost of a session
@@ -77,7 +124,7 @@ def _worker_ours(work: Path, args, aggregation: str) -> dict:
         crops[f"{e.instance_id}"] = np.stack([e.maps["smoothgrad_flair"][sl], e.maps["smoothgrad_mprage"][sl]])
         crops[f"{e.instance_id}_box"] = np.array([e.box["start_kji"], e.box["stop_kji"]])
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    np.savez(work / f"ours_{aggregation}.npz", **crops)
+    np.savez(work / f"ours_{variant}_{aggregation}.npz", **crops)
     windows = {str(t.instance_id): _window_summary(image, t, geometry, settings, model) for t in targets} if aggregation == "max" else None
     return {"seconds": seconds, "lesions": len(ids), "per_lesion": seconds / len(ids), "peak_rss_mb": _peak_rss_mb(),
             "cpu_per_lesion": cpu / len(ids), "cold_first": cold, "windows": windows, "seconds_by_lesion": per_lesion,
@@ -103,7 +150,6 @@ def _worker_naive(work: Path, args, aggregation: str) -> dict:
 
     image, geometry, masks, meta = _load(work)
     model, _ = load_network(args.model, args.config)
-    ours = np.load(work / f"ours_{aggregation}.npz")
     ids = meta["naive_ids"] if aggregation == "sum" else meta["max_ids"]
     samples = args.samples if aggregation == "sum" else args.max_samples
     box = full_box(image.shape[1:], model.size_divisor)
@@ -113,7 +159,7 @@ def _worker_naive(work: Path, args, aggregation: str) -> dict:
     xw = x_full[None].clone().requires_grad_(True)
     torch.autograd.grad(model.lesion_logit(model(xw))[0, 0, 0, 0, 0], xw)
     del xw
-    compute, cpu, results = 0.0, 0.0, []
+    compute, cpu, results, maps = 0.0, 0.0, [], {}
     for i in ids:
         lesion_compute = compute
         mask_t = torch.from_numpy(box.extract(masks[i - 1], False).copy())
@@ -137,16 +183,27 @@ def _worker_naive(work: Path, args, aggregation: str) -> dict:
             del z, x
             compute += time.perf_counter() - t0
             cpu += time.process_time() - c0
-        naive = box.insert(acc / samples)  # full grid (2, k, j, i)
-        start, stop = ours[f"{i}_box"]
-        sl = tuple(slice(a, b) for a, b in zip(start, stop))
-        mine = np.zeros_like(naive)
-        mine[(slice(None),) + sl] = ours[f"{i}"]
-        captured = float(np.abs(naive[(slice(None),) + sl]).sum() / np.abs(naive).sum())
-        results.append({"id": i, "voxels": len(voxels), "r": pearson(naive, mine), "r_flair": pearson(naive[0], mine[0]),
-                        "captured_mass": captured, "seconds": compute - lesion_compute})  # fmt: skip
+        maps[str(i)] = box.insert(acc / samples)  # full grid (2, k, j, i)
+        results.append({"id": i, "voxels": len(voxels), "seconds": compute - lesion_compute})
+    np.savez(work / f"naive_{aggregation}.npz", **maps)
     return {"seconds": compute, "lesions": len(ids), "per_lesion": compute / len(ids), "peak_rss_mb": _peak_rss_mb(),
             "cpu_per_lesion": cpu / len(ids), "results": results, "threads": torch.get_num_threads()}  # fmt: skip
+
+
+def _compare(work: Path, aggregation: str, variant: str, naive: dict) -> list[dict]:
+    """Return per lesion Pearson r and captured mass of LesionXAI's maps (``variant``) against the naive ones."""
+    ours = np.load(work / f"ours_{variant}_{aggregation}.npz")
+    full = np.load(work / f"naive_{aggregation}.npz")
+    rows = []
+    for r in naive["results"]:
+        ref = full[str(r["id"])]
+        start, stop = ours[f"{r['id']}_box"]
+        sl = (slice(None),) + tuple(slice(a, b) for a, b in zip(start, stop))
+        mine = np.zeros_like(ref)
+        mine[sl] = ours[str(r["id"])]
+        rows.append({**r, "r": pearson(ref, mine), "r_flair": pearson(ref[0], mine[0]),
+                     "captured_mass": float(np.abs(ref[sl]).sum() / np.abs(ref).sum())})  # fmt: skip
+    return rows
 
 
 def _run(work: Path, role: str, argv: list[str]) -> dict:
@@ -157,45 +214,67 @@ def _run(work: Path, role: str, argv: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _report(title: str, ours: dict, naive: dict) -> None:
-    rs = [r["r"] for r in naive["results"]]
-    ratio = naive["per_lesion"] / ours["per_lesion"]
+def _report(title: str, variants: dict[str, tuple[dict, list[dict]]], naive: dict) -> None:
+    """Print naive vs each LesionXAI variant: time per lesion, ratios, r, captured mass, per lesion."""
     print(f"\n== {title}")
     print(f"naive full-volume loop : {naive['per_lesion']:9.2f} s/lesion  ({naive['lesions']} lesions, peak RSS {naive['peak_rss_mb']:.0f} MB)")
-    print(f"LesionXAI (ROI {ours['margin_mm']:g} mm) : {ours['per_lesion']:9.3f} s/lesion  ({ours['lesions']} lesions, peak RSS {ours['peak_rss_mb']:.0f} MB)")
-    print(f"LesionXAI first call   : {ours['cold_first']:9.3f} s (cold: kernels built for new shapes; untimed above)")
-    print(f"speed-up (wall time)   : {ratio:9.1f} x")
-    print(f"speed-up (CPU time)    : {naive['cpu_per_lesion'] / ours['cpu_per_lesion']:9.1f} x   "
-          f"(CPU s/lesion: naive {naive['cpu_per_lesion']:.2f}, LesionXAI {ours['cpu_per_lesion']:.3f})")
-    print(f"Pearson r (both seqs)  : min {min(rs):.4f}, median {float(np.median(rs)):.4f} over {len(rs)} lesions")
-    print(f"Pearson r (FLAIR)      : min {min(r['r_flair'] for r in naive['results']):.4f}")
-    print(f"captured |attribution| : min {min(r['captured_mass'] for r in naive['results']):.4f}")
-    for r in naive["results"]:
-        mine = ours["seconds_by_lesion"].get(str(r["id"]))
-        timing = f"  naive {r['seconds']:.2f} s / LesionXAI {mine:.3f} s = {r['seconds'] / mine:.1f} x" if mine else ""
-        print(f"   lesion {r['id']:3d}: {r['voxels']:5d} voxels  r={r['r']:.4f}  r_flair={r['r_flair']:.4f}  mass={r['captured_mass']:.4f}{timing}")
-        if ours.get("windows"):
-            print(f"              {ours['windows'][str(r['id'])]}")
+    for name, (ours, rows) in variants.items():
+        rs = [r["r"] for r in rows]
+        print(f"-- LesionXAI, {name} margin {ours['margin_mm']:g} mm")
+        print(f"   time                : {ours['per_lesion']:9.3f} s/lesion  ({ours['lesions']} lesions, peak RSS {ours['peak_rss_mb']:.0f} MB); "
+              f"first call {ours['cold_first']:.3f} s (cold, untimed above)")  # fmt: skip
+        print(f"   speed-up (wall)     : {naive['per_lesion'] / ours['per_lesion']:9.1f} x")
+        print(f"   speed-up (CPU)      : {naive['cpu_per_lesion'] / ours['cpu_per_lesion']:9.1f} x   "
+              f"(CPU s/lesion: naive {naive['cpu_per_lesion']:.2f}, LesionXAI {ours['cpu_per_lesion']:.3f})")
+        print(f"   Pearson r (both)    : min {min(rs):.4f}, median {float(np.median(rs)):.4f} over {len(rs)} lesions; "
+              f"FLAIR min {min(r['r_flair'] for r in rows):.4f}; captured |attribution| min {min(r['captured_mass'] for r in rows):.4f}")
+        for r in rows:
+            mine = ours["seconds_by_lesion"].get(str(r["id"]))
+            timing = f"  naive {r['seconds']:.2f} s / LesionXAI {mine:.3f} s = {r['seconds'] / mine:.1f} x" if mine else ""
+            print(f"   lesion {r['id']:3d}: {r['voxels']:5d} voxels  r={r['r']:.4f}  r_flair={r['r_flair']:.4f}  mass={r['captured_mass']:.4f}{timing}")
+            if ours.get("windows"):
+                print(f"              {ours['windows'][str(r['id'])]}")
+
+
+def _report_calibration(aggregation: str, cal: dict) -> None:
+    print(f"\n== margin calibration, {aggregation} aggregation (untimed; {cal['seconds']:.0f} s): {cal['subject']}, "
+          f"lesions of {cal['lesions']} voxels, SmoothGrad n = {cal['samples']}")  # fmt: skip
+    for c in cal["curve"]:
+        print(f"   {c['margin_mm']:5g} mm: min r {c['min_r']:.4f}  min captured {c['min_captured']:.4f}  "
+              f"inside/ring error {c['max_inside_error']:.4f}/{c['max_ring_error']:.4f}  grid {c['mean_grid_voxels']} voxels")  # fmt: skip
+    print(f"   -> calibrated margin {cal['margin_mm']} mm (r >= {cal['criterion'][0]}, captured >= {cal['criterion'][1]} on every lesion)")
 
 
 def main() -> None:
-    """Build the subject once, run the four timed workers, print the comparison."""
+    """Build the subject once, calibrate the network, run the timed workers, print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_subject_arguments(ap)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--max-samples", type=int, default=2)
     ap.add_argument("--max-lesions", type=int, default=1, help="max aggregation: time the N smallest lesions (default: the smallest)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--margin-mm", type=float, default=None, help="ROI margin (default: ExplainSettings' measured default)")
+    ap.add_argument("--margin-mm", type=float, default=None, help="time this ROI margin (no calibration)")
+    ap.add_argument("--calibration-seed", type=int, default=None, help="phantom the margin is calibrated on (default: --phantom-seed + 1)")
+    ap.add_argument("--calibration-lesions", type=int, default=3, help="lesions measured by the calibration (default 3)")
+    ap.add_argument("--calibration-max-voxels", type=int, default=40, help="max aggregation: calibrate on lesions up to this size (default 40)")
+    ap.add_argument("--calibration-margins", type=float, nargs="+", default=[6.0, 8.0, 10.0, 12.0, 16.0])
+    ap.add_argument("--samples-calibration", type=int, default=2, help="SmoothGrad samples of the sum calibration (default 2)")
     ap.add_argument("--naive-lesions", type=int, default=0, help="time the naive sum loop on this many lesions (0: all)")
     ap.add_argument("--skip", choices=("sum", "max"), default=None)
     ap.add_argument("--worker", default=None)
     ap.add_argument("--work", default=None)
     args = ap.parse_args()
+    if args.calibration_seed is None:
+        args.calibration_seed = args.phantom_seed + 1
     if args.worker:
         role, aggregation = args.worker.split("-")
-        fn = _worker_ours if role == "ours" else _worker_naive
-        print(json.dumps(fn(Path(args.work), args, aggregation)))
+        if role == "calibrate":
+            out = _worker_calibrate(Path(args.work), args, aggregation)
+        elif role.startswith("ours"):
+            out = _worker_ours(Path(args.work), args, aggregation, role.split("_", 1)[1])
+        else:
+            out = _worker_naive(Path(args.work), args, aggregation)
+        print(json.dumps(out))
         return
     import torch
 
@@ -221,15 +300,23 @@ def main() -> None:
         meta = {"geometry": {"size": g.size, "origin": g.origin, "spacing": g.spacing, "direction": g.direction},
                 "sum_ids": ids, "naive_ids": naive_ids, "max_ids": max_ids}  # fmt: skip
         (work / "subject.json").write_text(json.dumps(meta))
-        if args.skip != "sum":
-            ours = _run(work, "ours-sum", passthrough)
-            naive = _run(work, "naive-sum", passthrough)
-            _report(f"SmoothGrad, sum aggregation, n = {args.samples}", ours, naive)
-        if args.skip != "max":
-            ours = _run(work, "ours-max", passthrough)
-            naive = _run(work, "naive-max", passthrough)
-            which = ", ".join(f"{i} ({sizes[i - 1]} voxels)" for i in max_ids)
-            _report(f"SmoothGrad, max aggregation, n = {args.max_samples}, lesion(s) {which}", ours, naive)
+        chosen = [a for a in ("sum", "max") if a != args.skip]
+        if args.margin_mm is None:
+            for aggregation in chosen:
+                _report_calibration(aggregation, _run(work, f"calibrate-{aggregation}", passthrough))
+        for aggregation in chosen:
+            names = ["calibrated", "default"] if args.margin_mm is None else ["calibrated"]
+            runs = {name: _run(work, f"ours_{name}-{aggregation}", passthrough) for name in names}
+            naive = _run(work, f"naive-{aggregation}", passthrough)
+            variants = {name: (ours, _compare(work, aggregation, name, naive)) for name, ours in runs.items()}
+            if args.margin_mm is not None:
+                variants = {"chosen": variants["calibrated"]}
+            if aggregation == "sum":
+                title = f"SmoothGrad, sum aggregation, n = {args.samples}"
+            else:
+                which = ", ".join(f"{i} ({sizes[i - 1]} voxels)" for i in max_ids)
+                title = f"SmoothGrad, max aggregation, n = {args.max_samples}, lesion(s) {which}"
+            _report(title, variants, naive)
 
 
 if __name__ == "__main__":

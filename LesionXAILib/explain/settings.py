@@ -36,8 +36,11 @@ DEFAULT_ROI_MARGIN_MM = 12.0
 #   margin 10 mm: min r 0.9990, min captured |attribution| 0.985, stats 0.6 % / 0.6 %
 #   margin 12 mm: min r 0.9996, min captured |attribution| 0.996, stats 0.1 % / 0.2 %
 # (anchor-size network, random init, 4 lesions of 12-31 voxels: r 0.9990 from 8 mm on, captured 0.985 at 8 mm.)
-# 10 mm is the smallest margin with r >= 0.999 and captured >= 0.985 (what the 12 mm sum default gives);
 # 8 mm is faster (every window 32^3 on a 16-voxel grid) but moves the lesion statistics by up to 3 %.
+# Both defaults are what the calibration rule (explain/margin_calibration.py: smallest margin with r >= 0.995
+# and captured >= 0.98 on every lesion) selects for the demo model. How far attribution reaches depends on the
+# weights, so they are only the fallback: a model calibrated with `lesionxai calibrate` carries its own
+# margins in its config (ModelConfig.explain_margin_mm / explain_voxel_margin_mm), which take precedence.
 DEFAULT_MAX_ROI_MARGIN_MM = 10.0
 # Perilesional ring of the statistics (science.md section 4), in mm from the lesion.
 DEFAULT_RING_MM = (1.0, 3.0)
