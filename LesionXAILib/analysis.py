@@ -208,6 +208,8 @@ class SubjectAnalysis:
         started = time.perf_counter()
         instance = self.result.instances.get(lesion_id)
         reporter = as_reporter(progress, cancel)
+        if settings.explain is not None:  # the model's margin, so split stages combine to what one stage gives
+            settings = AnalysisSettings(explain=settings.explain.resolved(self.model), context=settings.context)
         done_parts = [start.explanation] if start is not None and start.explanation is not None else []
         done_methods = {m for p in done_parts for m in p.settings.methods}
         curve = start.curve if start is not None else None
@@ -328,7 +330,11 @@ def write_analysis_run(
     paths = result.write(out, protected=guard)
     if settings.explain is not None:
         rows = [a.explanation.to_dict() for a in analyses if a.explanation is not None]
-        paths.update({f"explanations_{k}": v for k, v in write_explanations(out, rows, settings.explain, result).items()})
+        explain = settings.explain
+        used = next((a.explanation.settings for a in analyses if a.explanation is not None), None)
+        if explain.roi_margin_mm is None and used is not None:  # record the margin the model gave them
+            explain = explain.replace(roi_margin_mm=used.roi_margin_mm)
+        paths.update({f"explanations_{k}": v for k, v in write_explanations(out, rows, explain, result).items()})
     if settings.context is not None:
         curves = {a.id: a.curve for a in analyses if a.curve is not None}
         write_probe_summary(out, curves, result.instances, settings.context, result.threshold)

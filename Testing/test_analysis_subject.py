@@ -184,3 +184,24 @@ def test_combining_rejects_overlapping_or_foreign_parts(segmented):
     other = subject.explain(b, EXPLAIN.replace(methods=("gradcampp",)))
     with pytest.raises(ParameterError, match="instances"):
         combine_explanations([sg, other], EXPLAIN)
+
+
+def test_staged_analysis_uses_and_records_the_models_margin(segmented, tmp_path):
+    import json
+
+    from LesionXAILib.analysis import write_analysis_run
+
+    model, result = segmented
+    calibrated = LesionModel(model.network, model.config.replace(explain_margin_mm=3.0), source="hand-built").eval()
+    settings = AnalysisSettings(explain=ExplainSettings(methods=("gradient", "smoothgrad"), samples=2, seed=1), context=None)
+    subject = SubjectAnalysis(calibrated, result)
+    lesion = result.instances.ids[0]
+    staged = subject.analyse(lesion, settings, first=("smoothgrad",))
+    whole = subject.analyse(lesion, settings)
+    for a in (staged, whole):
+        assert a.explanation.settings.roi_margin_mm == 3.0
+    for key in whole.explanation.maps:
+        np.testing.assert_array_equal(staged.explanation.maps[key], whole.explanation.maps[key])
+    write_analysis_run(tmp_path, result, [whole], settings)
+    doc = json.loads((tmp_path / "explanations.json").read_text())
+    assert doc["settings"]["roi_margin_mm"] == 3.0 and doc["instances"][0]["settings"]["roi_margin_mm"] == 3.0

@@ -238,6 +238,7 @@ def _settings_items(run: RunData, method, sequences, cam) -> list[tuple[str, str
             f"{es.get('samples')} samples, noise {es.get('noise_level')} × FLAIR range, seed {es.get('seed')}; "
             f"crop margin {es.get('roi_margin_mm')} mm"
             + (" around each lesion voxel" if es.get("aggregation") == "max" else " around the lesion")
+            + (f" ({run.explanations['margin_source']})" if run.explanations.get("margin_source") else "")
         )))  # fmt: skip
     ps = (run.probe or {}).get("settings")
     if ps:
