@@ -2,12 +2,14 @@
 
 ``explain_instance`` / ``explain_instances`` run the selected methods for lesion instances and
 return :class:`Explanation` objects; ``Gradient``, ``SmoothGrad``, ``IntegratedGradients``,
-``GradCAM`` and ``GradCAMpp`` are Captum-style classes (``Method(model).attribute(inputs, target)``).
+``GradCAM`` and ``GradCAMpp`` are Captum-style classes (``Method(model).attribute(inputs, target)``);
+``calibrate_margin`` measures the crop margin a model's explanations need (``calibrated_config`` keeps it).
 """
 
 from LesionXAILib.explain.api import explain_instance, explain_instances, instance_targets, iter_explanations
 from LesionXAILib.explain.attribution import GradCAM, GradCAMpp, Gradient, IntegratedGradients, SmoothGrad
 from LesionXAILib.explain.explanation import Explanation
+from LesionXAILib.explain.margin_calibration import MarginCalibration, calibrate_margin, calibrated_config
 from LesionXAILib.explain.settings import (
     AGGREGATIONS,
     DEFAULT_MAX_ROI_MARGIN_MM,
@@ -15,6 +17,7 @@ from LesionXAILib.explain.settings import (
     METHODS,
     ExplainSettings,
     default_margin_mm,
+    resolve_margin,
 )
 from LesionXAILib.explain.targets import InstanceTarget, instance_target, missed_lesion_targets
 
@@ -30,7 +33,10 @@ __all__ = [
     "Gradient",
     "InstanceTarget",
     "IntegratedGradients",
+    "MarginCalibration",
     "SmoothGrad",
+    "calibrate_margin",
+    "calibrated_config",
     "default_margin_mm",
     "explain_instance",
     "explain_instances",
@@ -38,4 +44,5 @@ __all__ = [
     "instance_targets",
     "iter_explanations",
     "missed_lesion_targets",
+    "resolve_margin",
 ]
