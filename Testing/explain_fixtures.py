@@ -92,3 +92,26 @@ def logits(model: LesionModel, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         t = torch.from_numpy(np.asarray(x)).to(next(model.parameters()).dtype)[None]
         return model.lesion_logit(model(t))[0, 0].numpy()
+
+
+def saved_subject(directory, shape: tuple[int, int, int] = (24, 28, 24)):
+    """Write flair/t1 NIfTI files and a saved tiny U-Net into ``directory``; return (directory, model path, threshold).
+
+    The threshold is one at which this random network yields a few small components (the 99.5th
+    percentile of its probability), so the command-line tests have instances to work on.
+    """
+    import SimpleITK as sitk
+
+    from LesionXAILib.geometry import array_to_image
+    from LesionXAILib.image_io import load_pair
+    from LesionXAILib.model_loading import load_model, save_checkpoint
+    from LesionXAILib.segmentation import segment
+
+    geo = unit_geometry(shape, spacing=(1.0, 1.0, 1.2))
+    img = synthetic_image(shape, seed=3, dtype=np.float32) + 5.0
+    img[:, :2] = 0
+    for name, arr in (("flair", img[0]), ("t1", img[1])):
+        sitk.WriteImage(array_to_image(arr, geo), str(directory / f"{name}.nii.gz"))
+    model_path = save_checkpoint(tiny_unet(seed=4, dtype=torch.float32), directory / "tiny.pt")
+    result = segment(load_pair(directory / "flair.nii.gz", directory / "t1.nii.gz"), load_model(model_path))
+    return directory, model_path, float(np.quantile(result.probability, 0.995))

@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
-from explain_fixtures import synthetic_image, tiny_unet, unit_geometry
+from explain_fixtures import saved_subject
 from LesionXAILib.cli.main import main
-from LesionXAILib.geometry import array_to_image
-from LesionXAILib.image_io import load_pair
-from LesionXAILib.model_loading import load_model, save_checkpoint
-from LesionXAILib.segmentation import segment
 
 SHAPE = (24, 28, 24)
 
 
 @pytest.fixture(scope="module")
 def subject(tmp_path_factory):
-    d = tmp_path_factory.mktemp("explain_cli")
-    geo = unit_geometry(SHAPE, spacing=(1.0, 1.0, 1.2))
-    img = synthetic_image(SHAPE, seed=3, dtype=np.float32) + 5.0
-    img[:, :2] = 0
-    for name, arr in (("flair", img[0]), ("t1", img[1])):
-        sitk.WriteImage(array_to_image(arr, geo), str(d / f"{name}.nii.gz"))
-    model_path = save_checkpoint(tiny_unet(seed=4, dtype=torch.float32), d / "tiny.pt")
-    # a threshold at which this random network yields a few small components
-    result = segment(load_pair(d / "flair.nii.gz", d / "t1.nii.gz"), load_model(model_path))
-    threshold = float(np.quantile(result.probability, 0.995))
-    return d, model_path, threshold
+    return saved_subject(tmp_path_factory.mktemp("explain_cli"), SHAPE)
 
 
 def test_explain_cli_writes_maps_segmentation_and_statistics(subject, tmp_path):
