@@ -1,8 +1,8 @@
 """Measuring the crop margin a model needs: ROI explanations against the whole-volume reference.
 
 How far a lesion's attribution reaches depends on the network's weights, not only on its
-architecture (a randomly initialised anchor network keeps 98.5 % of its max-aggregated SmoothGrad
-within 8 mm of each voxel, the shipped demo model needs 10 mm), so a margin measured on one model
+architecture (a randomly initialised anchor network keeps >= 98 % of its max-aggregated SmoothGrad
+within 6 mm of each voxel, the shipped demo model needs 10 mm), so a margin measured on one model
 does not carry over to another. For chosen lesions of a subject this module computes SmoothGrad on
 the whole volume and on crops with growing margins, with identical noise draws (positional noise),
 so the difference is the crop alone, and picks the smallest margin at which *every* lesion keeps
