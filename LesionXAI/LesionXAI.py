@@ -81,6 +81,7 @@ class LesionXAIParameterNode:
     mprageVolume: vtkMRMLScalarVolumeNode
     groundTruth: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]]  # a node union needs None
     modelPath: Path  # empty = the bundled demo model
+    trustModel: bool = False  # allow a model file that runs code when loaded (TorchScript)
     useModelThreshold: bool = True
     threshold: Annotated[float, WithinRange(0.01, 0.99)] = 0.5
     minSize: Annotated[float, WithinRange(0, 100000)] = 3
@@ -382,15 +383,15 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
             p.useModelThreshold, p.threshold, p.minSize, p.methodSmoothGrad, p.methodGradCamPP, p.samples, p.seed, p.maxRadius
         )
 
-    def process(self, flairNode, mprageNode, groundTruthNode=None, modelPath="", settings=None, progress=None, cancel=None):
+    def process(self, flairNode, mprageNode, groundTruthNode=None, modelPath="", settings=None, progress=None, cancel=None, trustModel=False):
         """Segment the inputs; every lesion becomes a segment and a table row. Returns the LesionSession."""
         from LesionXAILib.mrml.session import SessionSettings
 
-        return self.core().run(flairNode, mprageNode, groundTruthNode, modelPath, settings or SessionSettings(), progress, cancel)
+        return self.core().run(flairNode, mprageNode, groundTruthNode, modelPath, settings or SessionSettings(), progress, cancel, trustModel)
 
     def processParameterNode(self, parameterNode, progress=None, cancel=None):
         p = parameterNode
-        return self.process(p.flairVolume, p.mprageVolume, p.groundTruth, p.modelPath, self.settingsFromParameterNode(p), progress, cancel)
+        return self.process(p.flairVolume, p.mprageVolume, p.groundTruth, p.modelPath, self.settingsFromParameterNode(p), progress, cancel, p.trustModel)
 
     def session(self):
         return self.core().session

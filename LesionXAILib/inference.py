@@ -16,7 +16,11 @@ from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporte
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """Sliding-window settings; ``None`` fields take the model config's defaults."""
+    """Sliding-window settings; ``None`` fields take the model config's defaults.
+
+    ``roi_size`` is in canonical (k, j, i) voxels; the config's window is in the model's own axis
+    order and spacing and is mapped through the model's contract (:meth:`LesionModel.canonical_roi`).
+    """
 
     roi_size: Optional[tuple[int, int, int]] = None
     overlap: Optional[float] = None
@@ -26,7 +30,7 @@ class InferenceSettings:
 
     def resolved(self, model: LesionModel) -> "InferenceSettings":
         """Return a copy with defaults filled from ``model.config`` and values checked."""
-        roi = tuple(int(v) for v in (self.roi_size or model.config.roi_size))
+        roi = tuple(int(v) for v in (self.roi_size or model.canonical_roi()))
         overlap = model.config.overlap if self.overlap is None else float(self.overlap)
         if len(roi) != 3 or any(v < 1 for v in roi):
             raise ParameterError(f"roi_size must be three positive integers, got {roi}")

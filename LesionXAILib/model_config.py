@@ -1,4 +1,4 @@
-"""Network configurations: a small dataclass describing a MONAI 3D U-Net and its output head, plus presets."""
+"""Network configurations: which network, how to read lesion logits from it, the input contract it was trained with; presets."""
 
 from __future__ import annotations
 
@@ -8,13 +8,24 @@ from pathlib import Path
 from typing import Any, Optional
 
 from LesionXAILib.errors import ModelLoadError
+from LesionXAILib.models.contract import InputContract
 
 HEADS = ("sigmoid", "softmax")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A MONAI ``UNet`` plus how to read lesion logits from it and how it expects its inputs.
+    """A network (``network``: a MONAI ``UNet`` by default) plus how to read lesion logits from it and how it expects its inputs.
+
+    The input contract is declared here once and honoured by every caller through
+    :class:`LesionXAILib.lesion_model.LesionModel`: ``input_order`` (channel names, in network
+    order), ``normalization`` (:mod:`LesionXAILib.normalization`), ``head`` / ``lesion_index`` (output
+    activation and lesion channel), ``roi_size`` / ``overlap`` (sliding window, in the model's axis
+    order), ``threshold`` and ``contract`` (axis order, orientation, target spacing, size divisor and
+    crop rule: :class:`LesionXAILib.models.contract.InputContract`). A config without a contract
+    (every checkpoint written before it existed) gets the default: SimpleITK order (k, j, i) as stored.
+    ``network``: ``unet`` (the U-Net fields below), ``dynunet`` or ``swin-unetr`` (keyword arguments
+    in ``architecture``), or the name of a format whose network comes with the model file.
 
     ``head='sigmoid'``: one output channel, probability = sigmoid(logit).
     ``head='softmax'``: >= 2 channels, probability = softmax(...)[lesion_index]; the instance
@@ -45,6 +56,9 @@ class ModelConfig:
     # explanation margins measured for these weights (`lesionxai calibrate`); None: LesionXAI's default
     explain_margin_mm: Optional[float] = None
     explain_voxel_margin_mm: Optional[float] = None
+    network: str = "unet"
+    architecture: dict = field(default_factory=dict, hash=False)
+    contract: InputContract = field(default_factory=InputContract)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -60,7 +74,11 @@ class ModelConfig:
             raise ModelLoadError(
                 f"model config '{self.name}': lesion_index {self.lesion_index} outside 0..{self.out_channels - 1}"
             )
-        if len(self.strides) != len(self.channels) - 1:
+        if not isinstance(self.contract, InputContract):
+            object.__setattr__(self, "contract", InputContract.from_dict(self.contract))
+        if not isinstance(self.architecture, dict):
+            raise ModelLoadError(f"model config '{self.name}': architecture must be a JSON object of network arguments")
+        if self.network == "unet" and len(self.strides) != len(self.channels) - 1:
             raise ModelLoadError(
                 f"model config '{self.name}': needs len(strides) == len(channels) - 1 "
                 f"({len(self.strides)} vs {len(self.channels)})"
@@ -77,11 +95,12 @@ class ModelConfig:
 
     @property
     def size_divisor(self) -> int:
-        """Return the factor every spatial input size must be a multiple of (product of strides)."""
-        d = 1
-        for s in self.strides:
-            d *= int(s)
-        return d
+        """Return the factor every model-space input size must be a multiple of (the contract's, else the network's)."""
+        if self.contract.size_divisor is not None:
+            return int(self.contract.size_divisor)
+        from LesionXAILib.models.architectures import default_size_divisor
+
+        return default_size_divisor(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (tuples become lists)."""
@@ -99,17 +118,29 @@ class ModelConfig:
         for key in ("channels", "strides", "input_order", "roi_size"):
             if key in kwargs and kwargs[key] is not None:
                 kwargs[key] = tuple(kwargs[key])
+        if "contract" in kwargs:
+            kwargs["contract"] = InputContract.from_dict(kwargs["contract"])
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> "ModelConfig":
         """Return a copy with some fields changed."""
-        d = asdict(self)
+        d = self.to_dict()
+        if isinstance(changes.get("contract"), InputContract):
+            changes = {**changes, "contract": changes["contract"].to_dict()}
         d.update(changes)
         return ModelConfig.from_dict(d)
 
 
+# The anchor study's pipeline (federicospagnolo/IES): MONAI LoadImaged (nibabel, arrays i, j, k as stored,
+# no reorientation, no resampling), NormalizeIntensityd(nonzero=True, channel_wise=True), FLAIR then MPRAGE.
+ANCHOR_CONTRACT = InputContract(axes="ijk", orientation="as-stored")
+# Shifted windows (Swin) reach far and instance norm (DynUNet, Swin's decoder) reads the whole input:
+# their crop margin must be measured for the weights (`lesionxai calibrate`), never assumed.
+ANCHOR_CALIBRATED_CONTRACT = InputContract(axes="ijk", orientation="as-stored", crop_rule="calibrate")
+
 PRESETS: dict[str, ModelConfig] = {
     # The anchor study's network (Spagnolo et al. 2024, federicospagnolo/IES), saved inside DataParallel.
+    # Threshold 0.3: the anchor's README runs the U-Net at 0.3 (0.4 for nnU-Net and Swin UNETR).
     "ies-unet": ModelConfig(
         name="ies-unet",
         out_channels=2,
@@ -119,7 +150,43 @@ PRESETS: dict[str, ModelConfig] = {
         norm="batch",
         head="softmax",
         lesion_index=1,
+        threshold=0.3,
+        contract=ANCHOR_CONTRACT,
+    ),
+    # The anchor's "nn-unet" (ies_maxpool_nets.py): an nnU-Net-style MONAI DynUNet, plain state dict.
+    # Grad-CAM layer: the first decoder block (half resolution), as for the U-Net.
+    "dynunet": ModelConfig(
+        name="dynunet",
+        out_channels=2,
+        head="softmax",
+        lesion_index=1,
         threshold=0.4,
+        network="dynunet",
+        architecture={
+            "kernel_size": [3, 3, 3],
+            "strides": [1, 2, 2],
+            "upsample_kernel_size": [2, 2],
+            "filters": [16, 32, 64],
+            "dropout": 0.1,
+            "res_block": True,
+            "norm_name": "instance",
+            "act_name": "leakyrelu",
+        },
+        cam_layer="upsamples.0",
+        contract=ANCHOR_CALIBRATED_CONTRACT,
+    ),
+    # The anchor's Swin UNETR (MONAI SwinUNETR defaults, feature size 24), inputs multiples of 32.
+    # Grad-CAM layer: decoder2, the half-resolution decoder block.
+    "swin-unetr": ModelConfig(
+        name="swin-unetr",
+        out_channels=2,
+        head="softmax",
+        lesion_index=1,
+        threshold=0.4,
+        network="swin-unetr",
+        architecture={"feature_size": 24},
+        cam_layer="decoder2",
+        contract=InputContract(axes="ijk", orientation="as-stored", size_divisor=32, crop_rule="calibrate"),
     ),
     # The shipped demo segmenter (Resources/models), trained on phantoms by `lesionxai train`.
     "lesionxai-demo": ModelConfig(

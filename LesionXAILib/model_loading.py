@@ -1,10 +1,15 @@
-"""Loading segmentation checkpoints: LesionXAI files, plain/wrapped state dicts, DataParallel, TorchScript."""
+"""Loading models: one entry point (``load_model``) for every format and caller, and the loading policy.
+
+Policy: state dicts and LesionXAI checkpoints are data and load with ``weights_only=True``; TorchScript
+is code and loads only through ``load_model(..., trust=True)`` (``--model`` with ``--trust-model``),
+with a one-line warning; ``load_weights`` (``--weights``) takes data only and refuses TorchScript
+without loading it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -31,14 +36,6 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"device '{device}' requested but CUDA is not available on this machine")
     return dev
-
-
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    return any(n.endswith("constants.pkl") for n in names) or any("/code/" in n for n in names)
 
 
 def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,17 +108,28 @@ def model_from_state_dict(
     return model
 
 
+TRUST_HINT = "--trust-model (Python: load_model(..., trust=True); Slicer: 'Trust model code')"
+
+
 def load_model(
     path: Optional[str | os.PathLike] = None,
     config: Optional[ModelConfig | str] = None,
     device: str | torch.device | None = "cpu",
+    trust: bool = False,
+    options: Optional[Mapping[str, Any]] = None,
 ) -> LesionModel:
-    """Return an eval-mode LesionModel loaded from ``path`` (default: the shipped demo model).
+    """Return an eval-mode LesionModel loaded from ``path`` (default: the shipped demo model), whatever format it is in.
 
-    ``config`` (a ModelConfig, preset name such as ``'ies-unet'``, or JSON path) is required for
-    bare state dicts and overrides a checkpoint's embedded config; TorchScript files use it only for
-    the head (sigmoid/softmax) and defaults.
+    ``path`` may be a LesionXAI checkpoint, a state dict (with ``config``), a TorchScript file (only with
+    ``trust=True``: loading it runs code from the file), an nnU-Net v2 trained-model folder or a MONAI
+    bundle folder (:mod:`LesionXAILib.models.formats`). ``config`` (a ModelConfig, preset name such as
+    ``'ies-unet'``, or JSON path) is required for bare state dicts and overrides a checkpoint's
+    embedded config; TorchScript files use it for the head, contract and defaults. ``options`` go to
+    the format's loader (e.g. ``folds`` / ``checkpoint`` for nnU-Net). Every caller (CLI, cohort,
+    viewer, Slicer) loads through this one function, so the loading policy is the same everywhere.
     """
+    from LesionXAILib.models.formats import FORMAT_SUMMARY, LoadRequest, detect_format
+
     if isinstance(config, (str, Path)):
         config = get_config(config)
     if path is None:
@@ -131,17 +139,69 @@ def load_model(
     p = Path(path)
     if not p.exists():
         raise ModelLoadError(f"model '{p}': file not found")
-    dev = resolve_device(device)
+    fmt = detect_format(p)
+    if fmt is None:
+        kind = "folder" if p.is_dir() else "file"
+        raise ModelLoadError(f"model '{p}': this {kind} cannot be read as a model; --model takes {FORMAT_SUMMARY}")
+    request = LoadRequest(p, config, resolve_device(device), bool(trust), dict(options or {}))
+    model = fmt.load(request)
+    model.eval()
+    return model
+
+
+def load_weights(
+    path: str | os.PathLike, config: ModelConfig | str, device: str | torch.device | None = "cpu"
+) -> LesionModel:
+    """Return an eval-mode LesionModel with the state dict at ``path`` loaded into ``config``'s network (``--weights``).
+
+    Weights are data: only files ``torch.load(weights_only=True)`` reads are accepted. A TorchScript file
+    (code) is refused without loading it, whatever it is named.
+    """
+    from LesionXAILib.models.formats import LoadRequest, is_torchscript
+
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"weights '{p}': file not found")
+    if p.is_dir():
+        raise ModelLoadError(f"weights '{p}' is a folder; --weights takes a state-dict file (pass model folders with --model)")
+    if is_torchscript(p):
+        raise ModelLoadError(
+            f"weights '{p}' is a TorchScript file (code, not weights); it was not loaded. Pass it as --model with --trust-model if you trust it"
+        )
+    if isinstance(config, (str, Path)):
+        config = get_config(config)
+    model = load_checkpoint(LoadRequest(p, config, resolve_device(device)))
+    model.eval()
+    return model
+
+
+def load_torchscript(request: Any) -> LesionModel:
+    """Return a LesionModel around a TorchScript file, only if the request trusts it (ModelLoadError otherwise).
+
+    TorchScript archives carry code that runs while they load (e.g. a module's ``__setstate__``), so
+    they are never opened without the user's explicit opt-in.
+    """
+    p = request.path
+    if not request.trust:
+        raise ModelLoadError(
+            f"model '{p}' is TorchScript, which runs code from the file when loaded; it was not loaded. "
+            f"If you trust its source, pass {TRUST_HINT}"
+        )
+    log.warning("loading TorchScript model '%s': code from this file runs (trusted by the user)", p)
+    try:
+        network = torch.jit.load(str(p), map_location=request.device)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"model '{p}': TorchScript file cannot be loaded ({str(exc).splitlines()[0]})") from None
+    cfg = request.config or ModelConfig(name=p.stem)
+    model = LesionModel(network, cfg, source=str(p))
+    model.eval()
+    return model
+
+
+def load_checkpoint(request: Any) -> LesionModel:
+    """Return a LesionModel from a state-dict file or LesionXAI checkpoint, read with ``weights_only=True``."""
+    p, config = request.path, request.config
     source = str(p)
-    if _is_torchscript(p):
-        try:
-            network = torch.jit.load(str(p), map_location=dev)
-        except RuntimeError as exc:
-            raise ModelLoadError(f"model '{p}': TorchScript file cannot be loaded ({str(exc).splitlines()[0]})") from None
-        cfg = config or ModelConfig(name=p.stem)
-        model = LesionModel(network, cfg, source=source)
-        model.eval()
-        return model
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors come in many types
@@ -158,7 +218,7 @@ def load_model(
             )
         config = ModelConfig.from_dict(dict(embedded))
     model = model_from_state_dict(state, config, source)
-    return model.to(dev)
+    return model.to(request.device)
 
 
 def save_checkpoint(model: LesionModel, path: str | os.PathLike, metadata: Optional[dict] = None) -> Path:

@@ -16,7 +16,8 @@ from LesionXAILib.image_io import InputPair, write_volume
 from LesionXAILib.inference import InferenceSettings, predict_probability
 from LesionXAILib.instances import InstanceSet, extract_instances, min_size_in_voxels
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.normalization import zscore_nonzero
+from LesionXAILib.errors import ModelLoadError
+from LesionXAILib.normalization import normalize
 from LesionXAILib.progress import CancelToken, ProgressCallback, as_reporter
 
 
@@ -134,9 +135,33 @@ def write_instance_csv(instances: InstanceSet, path: str | os.PathLike) -> Path:
     return p
 
 
-def prepare_input(pair: InputPair) -> np.ndarray:
-    """Return the network input: (FLAIR, MPRAGE) stacked and z-scored per channel on non-zero voxels."""
-    return zscore_nonzero(pair.stacked())
+# sequence names a model may list in ModelConfig.input_order, and which input of the pair each one is
+SEQUENCE_ALIASES = {"FLAIR": "flair", "T2FLAIR": "flair", "MPRAGE": "t1", "T1": "t1", "T1W": "t1", "T1N": "t1"}
+
+
+def input_stack(pair: InputPair, input_order: Optional[tuple[str, ...]] = None) -> np.ndarray:
+    """Return the raw (C, k, j, i) float32 stack of the pair's sequences in ``input_order`` (default FLAIR, MPRAGE)."""
+    if input_order is None:
+        return pair.stacked()
+    channels = []
+    for name in input_order:
+        role = SEQUENCE_ALIASES.get(str(name).upper().replace("-", "").replace("_", ""))
+        if role is None:
+            raise ModelLoadError(
+                f"model input channel '{name}' is not a sequence LesionXAI reads (known: {', '.join(sorted(SEQUENCE_ALIASES))})"
+            )
+        channels.append(getattr(pair, role))
+    return np.stack(channels).astype(np.float32, copy=False)
+
+
+def prepare_input(pair: InputPair, model: Optional[LesionModel] = None) -> np.ndarray:
+    """Return the network input on the FLAIR grid: the model's channels stacked and normalised as its contract says.
+
+    Without a model: (FLAIR, MPRAGE) z-scored per channel on non-zero voxels (LesionXAI's own models).
+    """
+    if model is None:
+        return normalize(pair.stacked())
+    return normalize(input_stack(pair, tuple(model.config.input_order)), model.config)
 
 
 def segment(
@@ -153,7 +178,8 @@ def segment(
     threshold = model.config.threshold if settings.threshold is None else float(settings.threshold)
     min_voxels = min_size_in_voxels(settings.min_size, settings.min_size_unit, pair.geometry)
     reporter(0.0, "normalising")
-    x = prepare_input(pair)
+    model.bind(pair.geometry)  # contracts that reorient or resample depend on the FLAIR's direction and spacing
+    x = prepare_input(pair, model)
     prob = predict_probability(model, x, settings.inference, reporter.sub(0.02, 0.95))
     reporter(0.95, "labelling instances")
     instances = extract_instances(prob, pair.geometry, threshold, min_voxels, settings.connectivity, ground_truth)

@@ -22,11 +22,19 @@ def add_input_arguments(parser: argparse.ArgumentParser, gt: bool = True) -> Non
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --model, --config, --weights and --device to ``parser``."""
+    """Add --model, --config, --weights, --trust-model and --device to ``parser``."""
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default=None, help="checkpoint (LesionXAI, TorchScript, or state dict with --config); default: shipped demo model")
-    g.add_argument("--config", default=None, help="network config preset (e.g. ies-unet) or JSON file, for bare state dicts")
-    g.add_argument("--weights", default=None, help="state-dict file to load into --config (alias of --model)")
+    g.add_argument(
+        "--model",
+        default=None,
+        help="LesionXAI checkpoint, state dict (with --config), TorchScript file (with --trust-model), nnU-Net v2 "
+        "trained-model folder or MONAI bundle folder; default: shipped demo model",
+    )
+    g.add_argument("--config", default=None, help="network config preset (e.g. ies-unet, dynunet, swin-unetr) or JSON file, for bare state dicts")
+    g.add_argument("--weights", default=None, help="state-dict file to load into --config (weights only: never TorchScript)")
+    g.add_argument(
+        "--trust-model", action="store_true", help="allow a --model that runs code when loaded (TorchScript); only for files you trust"
+    )
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
 
 
@@ -77,16 +85,25 @@ def parse_methods(text: str) -> tuple[str, ...]:
 
 
 def load_model_from_args(args: argparse.Namespace):
-    """Return the LesionModel selected by --model/--config/--weights/--device."""
-    from LesionXAILib.model_loading import load_model
+    """Return the LesionModel selected by --model/--config/--weights/--trust-model/--device (and format options)."""
+    from LesionXAILib.model_loading import load_model, load_weights
 
-    path: Optional[str] = args.model
-    if args.weights and args.model and args.weights != args.model:
+    if args.weights and args.model:
         raise ParameterError("give either --model or --weights, not both")
-    path = path or args.weights
-    if args.weights and not args.config:
-        raise ParameterError("--weights needs --config (e.g. --config ies-unet)")
-    return load_model(path, args.config, args.device)
+    if args.weights:
+        if not args.config:
+            raise ParameterError("--weights needs --config (e.g. --config ies-unet)")
+        return load_weights(args.weights, args.config, args.device)
+    return load_model(args.model, args.config, args.device, trust=bool(getattr(args, "trust_model", False)), options=model_options_from_args(args))
+
+
+def model_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the format options (e.g. nnU-Net's folds / checkpoint) given on the command line, if any."""
+    return {key: getattr(args, key) for key in MODEL_FORMAT_OPTIONS if getattr(args, key, None) is not None}
+
+
+# argparse destinations of format-specific model options, passed to the format's loader by name
+MODEL_FORMAT_OPTIONS: tuple[str, ...] = ("folds", "checkpoint")
 
 
 def segmentation_settings_from_args(args: argparse.Namespace):

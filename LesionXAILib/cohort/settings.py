@@ -19,11 +19,17 @@ GROUND_TRUTH_MODES = ("auto", "require", "ignore")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to load in every worker: checkpoint path (None: the shipped demo model), config, device."""
+    """A model to load in every worker: checkpoint path (None: the shipped demo model), config, device.
+
+    ``trust``: the user allowed a model that runs code when loaded (TorchScript, ``--trust-model``);
+    ``weights_only``: the path came from ``--weights`` (data only, never TorchScript).
+    """
 
     path: Optional[str] = None
     config: Optional[str] = None
     device: str = "cpu"
+    trust: bool = False
+    weights_only: bool = False
 
     def resolved(self) -> "ModelSpec":
         """Return a copy with the demo model's path filled in (raises if it is not installed) and paths absolute."""
@@ -33,13 +39,15 @@ class ModelSpec:
         config = self.config
         if config and Path(config).suffix.lower() == ".json":
             config = str(Path(config).resolve())
-        return ModelSpec(path, config, self.device)
+        return ModelSpec(path, config, self.device, self.trust, self.weights_only)
 
     def load(self) -> LesionModel:
-        """Return the eval-mode LesionModel this spec names."""
-        from LesionXAILib.model_loading import load_model
+        """Return the eval-mode LesionModel this spec names (under the same loading policy as every caller)."""
+        from LesionXAILib.model_loading import load_model, load_weights
 
-        return load_model(self.path, self.config, self.device)
+        if self.weights_only:
+            return load_weights(self.path, self.config, self.device)
+        return load_model(self.path, self.config, self.device, trust=self.trust)
 
     def identity(self) -> dict[str, Any]:
         """Return what identifies the network's results: file hash and config (not the device)."""

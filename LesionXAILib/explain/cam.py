@@ -124,7 +124,7 @@ def layer_activations(model: LesionModel, image: np.ndarray | torch.Tensor, laye
     x = x.to(device=model.device, dtype=p.dtype if p is not None else torch.float32)
     with _Capture(module, name) as cap, torch.no_grad():
         model(x[None])
-    return _as_layer_activations(name, cap.output[0].detach(), box)
+    return _as_layer_activations(name, model.layer_to_canonical(cap.output[0].detach()), box)  # model axes -> k, j, i
 
 
 def _as_layer_activations(name: str, a: torch.Tensor, box: CropBox) -> LayerActivations:
@@ -194,7 +194,7 @@ def cam_maps(
     name, _ = resolve_layer(model, layer)
     a, g = layer_gradients(model, crop, name, aggregation)
     if crop.is_full:
-        full = _as_layer_activations(name, a, crop.box)
+        full = _as_layer_activations(name, model.layer_to_canonical(a), crop.box)  # model axes -> k, j, i
     elif full is None:
         if image is None:
             raise ParameterError("ROI-mode CAMs need the whole image (or its layer activations)")

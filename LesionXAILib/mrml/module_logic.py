@@ -58,8 +58,11 @@ class ModuleLogic:
         self.session: Optional[LesionSession] = None
         self._models: dict[str, tuple[Optional[float], Any]] = {}
 
-    def model(self, model_path: Any = DEMO_MODEL) -> Any:
-        """Return the LesionModel at ``model_path`` ('' = demo), loaded once and reloaded if the file changed."""
+    def model(self, model_path: Any = DEMO_MODEL, trust_model: bool = False) -> Any:
+        """Return the LesionModel at ``model_path`` ('' = demo), loaded once and reloaded if the file changed.
+
+        ``trust_model``: the user ticked "Trust model code", allowing a model that runs code when loaded (TorchScript).
+        """
         from LesionXAILib.model_loading import load_model
         from LesionXAILib.resources import default_model_path
 
@@ -69,7 +72,7 @@ class ModuleLogic:
         cached = self._models.get(key)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        model = load_model(None if key == DEMO_MODEL else path)
+        model = load_model(None if key == DEMO_MODEL else path, trust=trust_model)
         self._models[key] = (mtime, model)
         return model
 
@@ -82,9 +85,10 @@ class ModuleLogic:
         settings: SessionSettings = SessionSettings(),
         progress: Any = None,
         cancel: Any = None,
+        trust_model: bool = False,
     ) -> LesionSession:
         """Segment the inputs and show the lesions; reuse the session (and its nodes) when only settings changed."""
-        model = self.model(model_path)
+        model = self.model(model_path, trust_model)
         session = self.session
         same = (
             session is not None

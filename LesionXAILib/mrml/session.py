@@ -240,6 +240,7 @@ class LesionSession:
         cache: Optional[ResultCache] = None,
         name: Optional[str] = None,
         display: Optional[DisplaySettings] = None,
+        trust_model: bool = False,
     ) -> None:
         for role, node in (("FLAIR", flair_node), ("MPRAGE", t1_node)):
             if node is None or not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
@@ -264,6 +265,7 @@ class LesionSession:
         self.name = name or f"LesionXAI {flair_node.GetName()}"
         self.cache = cache if cache is not None else ResultCache()
         self._model_source = model
+        self._trust_model = bool(trust_model)  # a model path that runs code when loaded (TorchScript) needs it
         self._model = None
         self._model_digest: Optional[str] = None
         self._settings = settings
@@ -298,7 +300,7 @@ class LesionSession:
             else:
                 from LesionXAILib.model_loading import load_model
 
-                model = load_model(None if source in (None, "") else source)
+                model = load_model(None if source in (None, "") else source, trust=self._trust_model)
             self._model = model
             self._model_digest = model_fingerprint(model)
         return self._model

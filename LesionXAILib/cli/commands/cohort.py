@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError("give either --model or --weights, not both")
     if args.weights and not args.config:
         raise ParameterError("--weights needs --config (e.g. --config ies-unet)")
-    spec = ModelSpec(args.model or args.weights, args.config, args.device)
+    spec = ModelSpec(args.model or args.weights, args.config, args.device, bool(args.trust_model), bool(args.weights))
     workers: Optional[int] = args.workers
     if workers is None:
         workers = 0 if args.scheduler is None and default_workers(args.threads) == 1 else default_workers(args.threads)
