@@ -119,10 +119,13 @@ class ExplainSettings:
         return replace(self, **changes)
 
     def resolved(self, model: Any) -> "ExplainSettings":
-        """Return these settings with the margin ``model`` gets fixed (its calibrated one, or the default)."""
-        if self.roi_margin_mm is not None:
-            return self
-        return replace(self, roi_margin_mm=resolve_margin(None, model.config, self.aggregation)[0])
+        """Return these settings with the margin ``model`` gets fixed (its calibrated one, or the default), whole-volume if its contract says so."""
+        from LesionXAILib.models.contract import apply_crop_rule
+
+        settings = apply_crop_rule(self, model.config)  # resampling / uncalibrated long-reach models: whole volume
+        if settings.roi_margin_mm is not None:
+            return settings
+        return replace(settings, roi_margin_mm=resolve_margin(None, model.config, self.aggregation)[0])
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""

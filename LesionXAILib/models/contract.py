@@ -31,6 +31,7 @@ maps the output back), so every caller of the model honours it and gradients lan
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
@@ -111,3 +112,42 @@ class InputContract:
         if kwargs.get("target_spacing") is not None:
             kwargs["target_spacing"] = tuple(kwargs["target_spacing"])
         return cls(**kwargs)
+
+
+def whole_volume_reason(config: Any, aggregation: str, margin_chosen: bool) -> Optional[str]:
+    """Return why explanations of ``config``'s model must run on the whole volume, or None if crops may be used.
+
+    A resampling contract never crops (a crop resampled on its own grid is not the whole volume's);
+    ``crop_rule='whole-volume'`` never crops; ``crop_rule='calibrate'`` crops only with a margin the user
+    chose or one calibrated for these weights (``explain_margin_mm`` / ``explain_voxel_margin_mm``).
+    """
+    contract = config.contract
+    name = getattr(config, "name", "model")
+    if contract.resamples:
+        return f"model '{name}' resamples its input to {list(contract.target_spacing)} mm: explaining on the whole volume (crops are not exact)"
+    if contract.crop_rule == "whole-volume":
+        return f"model '{name}' declares crop_rule 'whole-volume': explaining on the whole volume"
+    if contract.crop_rule == "calibrate" and not margin_chosen:
+        key = "explain_voxel_margin_mm" if aggregation == "max" else "explain_margin_mm"
+        if getattr(config, key, None) is None:
+            return (
+                f"model '{name}' needs a crop margin measured for its weights (its reach is long or its normalisation reads the "
+                f"whole input) and has none: explaining on the whole volume (run `lesionxai calibrate`, or give --margin-mm)"
+            )
+    return None
+
+
+_warned: set = set()
+
+
+def apply_crop_rule(settings: Any, config: Any) -> Any:
+    """Return ExplainSettings with ``full_volume=True`` (and a one-time warning) when the model's contract forbids crops."""
+    if settings.full_volume:
+        return settings
+    reason = whole_volume_reason(config, settings.aggregation, settings.roi_margin_mm is not None)
+    if reason is None:
+        return settings
+    if reason not in _warned:
+        _warned.add(reason)
+        logging.getLogger("LesionXAILib.explain").warning(reason)
+    return settings.replace(full_volume=True)
