@@ -40,7 +40,7 @@ def cohort(tmp_path_factory):
     for seed in SEEDS:
         generate_phantom(seed, PhantomSettings(n_lesions=4, fov_mm=(64.0, 64.0, 64.0))).write(root / "in" / f"sub{seed}")
     model, config = write_detector_model(root, h=1)
-    return root, ModelSpec(str(model), str(config))
+    return root, ModelSpec(str(model), str(config), trust=True)  # the detector is TorchScript: trusted explicitly
 
 
 def _csv_rows(path):
@@ -157,7 +157,7 @@ def test_cli_reports_a_failing_subject_and_finishes_the_rest(cohort, tmp_path, c
     manifest = tmp_path / "cohort.csv"
     manifest.write_text(f"subject,flair,t1,gt\nbad,bad/flair.nii.gz,bad/t1.nii.gz,\ngood,{good}/flair.nii.gz,{good}/t1.nii.gz,\n")
     out = tmp_path / "out"
-    args = ["-q", "cohort", "--input", str(manifest), "--out", str(out), "--model", spec.path, "--config", spec.config,
+    args = ["-q", "cohort", "--input", str(manifest), "--out", str(out), "--model", spec.path, "--config", spec.config, "--trust-model",
             "--methods", "gradient", "--radii", "0", "2", "--metrics", "activation_precision,deletion_insertion",
             "--deletion-steps", "2", "--workers", "0", "--no-lesion-files", "--gt"]  # fmt: skip
     assert main(args) == 1

@@ -30,7 +30,7 @@ def subject(tmp_path):
 
 def probe_args(s, out, *extra):
     return ["-q", "probe", "--flair", str(s["flair"]), "--t1", str(s["t1"]), "--out", str(out), "--model", str(s["model"]),
-            "--config", str(s["config"]), "--min-size", "1", *extra]  # fmt: skip
+            "--config", str(s["config"]), "--trust-model", "--min-size", "1", *extra]  # fmt: skip
 
 
 def test_probe_writes_curves_shells_and_summary_on_the_input_grid(subject):

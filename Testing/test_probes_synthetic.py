@@ -143,7 +143,7 @@ def test_synth_probe_cli_writes_csv_json_png(tmp_path):
     config_path.write_text(json.dumps(detector_config().to_dict()))
     out = tmp_path / "out"
     code = main(["-q", "synth-probe", "--flair", str(paths["flair"]), "--t1", str(paths["t1"]), "--out", str(out),
-                 "--model", str(model_path), "--config", str(config_path), "--wm", str(wm_path),
+                 "--model", str(model_path), "--config", str(config_path), "--trust-model", "--wm", str(wm_path),
                  "--sizes", "20", "60", "--contrasts", "1.05", "3", "--positions", "2", "--min-size", "1"])  # fmt: skip
     assert code == 0
     for name in ("synthetic_trials.csv", "synthetic_summary.csv", "synthetic_probe.json", "synthetic_probe.png",
@@ -155,5 +155,5 @@ def test_synth_probe_cli_writes_csv_json_png(tmp_path):
     rates = {(r["volume_mm3"], r["flair_contrast"]): r["detection_rate"] for r in summary["summary"]}
     assert rates[(20.0, 3.0)] == 1.0 and rates[(20.0, 1.05)] == 0.0
     code = main(["-q", "synth-probe", "--flair", str(paths["flair"]), "--t1", str(paths["t1"]), "--out", str(out),
-                 "--model", str(model_path), "--config", str(config_path), "--sizes", "0"])  # fmt: skip
+                 "--model", str(model_path), "--config", str(config_path), "--trust-model", "--sizes", "0"])  # fmt: skip
     assert code == 2

@@ -30,7 +30,7 @@ def subject(tmp_path_factory):
     image.CopyInformation(reference)
     sitk.WriteImage(image, str(inputs / "gt.nii.gz"))
     common = ["--flair", str(flair), "--t1", str(t1), "--gt", str(inputs / "gt.nii.gz"), "--model", str(model),
-              "--config", str(config), "--min-size", "1"]  # fmt: skip
+              "--config", str(config), "--trust-model", "--min-size", "1"]  # fmt: skip
     run = d / "run"
     assert main(["-q", "explain", *common, "--out", str(run), "--methods", "smoothgrad", "--samples", "2", "--margin-mm", "6"]) == 0
     assert main(["-q", "probe", *common, "--out", str(run), "--max-radius", "5"]) == 0

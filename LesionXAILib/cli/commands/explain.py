@@ -76,11 +76,13 @@ def run(args: argparse.Namespace) -> int:
     from LesionXAILib.explain.api import instance_targets, iter_explanations
     from LesionXAILib.explain.output import write_explanations
     from LesionXAILib.explain.settings import resolve_margin
+    from LesionXAILib.models.contract import apply_crop_rule
 
     settings = settings_from_args(args)
     ids = parse_instances(args.instances)
     subject = segment_subject_from_args(args)
     model, result, out, inputs = subject.model, subject.result, subject.out, subject.protected
+    settings = apply_crop_rule(settings, model.config)  # before the default margin counts as chosen
     margin_mm, margin_source = resolve_margin(settings.roi_margin_mm, model.config, settings.aggregation)
     settings = settings.replace(roi_margin_mm=margin_mm)
     targets = instance_targets(result.instances, ids, settings.aggregation)
