@@ -143,3 +143,15 @@ def test_cli_trust_model_loads_torchscript_model_but_not_weights(tmp_path, capsy
     assert main([*base, "--out", str(tmp_path / "m"), "--model", str(path)]) == 0
     assert _ran(marker)
     assert (tmp_path / "m" / "probability.nii.gz").exists()
+
+
+def test_slicer_logic_follows_the_same_policy(tmp_path):
+    from LesionXAILib.mrml.module_logic import ModuleLogic
+
+    path, marker = _write_side_effect_model(tmp_path)
+    logic = ModuleLogic(scene=None)
+    with pytest.raises(ModelLoadError, match="Trust model code"):
+        logic.model(str(path))
+    assert not _ran(marker)
+    model = logic.model(str(path), trust_model=True)
+    assert _ran(marker) and model.source == str(path)
