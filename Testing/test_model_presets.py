@@ -69,3 +69,32 @@ def test_architecture_arguments_are_checked():
         build_network(bad)
     with pytest.raises(ModelLoadError, match="cannot be built from a config"):
         build_network(ModelConfig(name="x", network="nnunet"))
+
+
+class _GlobalNet(torch.nn.Module):
+    """logit = FLAIR + mean(FLAIR): every voxel reaches every other, so any crop changes the gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flair = x[:, :1] * self.scale
+        return flair + flair.mean(dim=(2, 3, 4), keepdim=True)
+
+
+def test_uncalibrated_calibrate_rule_is_never_silently_cropped_by_the_class_api():
+    from LesionXAILib.explain import Gradient
+    from LesionXAILib.lesion_model import LesionModel
+
+    cfg = ModelConfig(name="global", contract={"crop_rule": "calibrate", "size_divisor": 1})
+    model = LesionModel(_GlobalNet(), cfg).eval()
+    shape = (12, 40, 44)
+    image = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    mask = np.zeros(shape, bool)
+    mask[5:7, 3:5, 3:5] = True
+    g = Gradient(model).attribute(image, mask).numpy()  # default margin 12 mm would crop j, i to ~18 voxels
+    # whole-volume gradient of sum_M (x_v + mean x): |M| / N everywhere off the lesion, also beyond any 12 mm crop
+    np.testing.assert_allclose(g[0, 11, 39, 43], mask.sum() / mask.size, rtol=1e-5)
+    chosen = Gradient(model).attribute(image, mask, margin_mm=4.0).numpy()  # a margin the user chose: cropped
+    assert chosen[0, 11, 39, 43] == 0.0

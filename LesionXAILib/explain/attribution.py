@@ -25,6 +25,7 @@ from LesionXAILib.explain.smoothgrad import noise_sigma, smoothgrad_maps
 from LesionXAILib.explain.targets import InstanceTarget, as_target
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
+from LesionXAILib.models.contract import crop_forbidden
 
 Spacing = Sequence[float] | Geometry
 
@@ -51,6 +52,7 @@ class InstanceAttribution:
             arr = arr[0]
         image = check_image(self.model, arr, None)
         t = as_target(target, image.shape[1:], aggregation)
+        full_volume = full_volume or crop_forbidden(self.model.config, t.aggregation, margin_mm is not None)
         margin_mm = resolve_margin(margin_mm, self.model.config, t.aggregation)[0]
         spacing_ijk = spacing.spacing if isinstance(spacing, Geometry) else tuple(float(s) for s in spacing)
         box = explain_box(t.mask, spacing_ijk[::-1], margin_mm, self.model.size_divisor, full_volume)

@@ -140,14 +140,17 @@ def whole_volume_reason(config: Any, aggregation: str, margin_chosen: bool) -> O
 _warned: set = set()
 
 
-def apply_crop_rule(settings: Any, config: Any) -> Any:
-    """Return ExplainSettings with ``full_volume=True`` (and a one-time warning) when the model's contract forbids crops."""
-    if settings.full_volume:
-        return settings
-    reason = whole_volume_reason(config, settings.aggregation, settings.roi_margin_mm is not None)
-    if reason is None:
-        return settings
-    if reason not in _warned:
+def crop_forbidden(config: Any, aggregation: str, margin_chosen: bool) -> bool:
+    """Return True (after a one-time warning naming the reason) if explanations of ``config``'s model must use the whole volume."""
+    reason = whole_volume_reason(config, aggregation, margin_chosen)
+    if reason is not None and reason not in _warned:
         _warned.add(reason)
         logging.getLogger("LesionXAILib.explain").warning(reason)
+    return reason is not None
+
+
+def apply_crop_rule(settings: Any, config: Any) -> Any:
+    """Return ExplainSettings with ``full_volume=True`` (and a one-time warning) when the model's contract forbids crops."""
+    if settings.full_volume or not crop_forbidden(config, settings.aggregation, settings.roi_margin_mm is not None):
+        return settings
     return settings.replace(full_volume=True)
