@@ -16,10 +16,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, pinned, so that nothing later resolves a different (CUDA) build.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet torch==$(TORCH_VERSION)
-	$(PIP) install --quiet -e ".[slicer,cohort,dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[slicer,cohort,nnunet,dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
