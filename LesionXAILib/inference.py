@@ -95,6 +95,9 @@ def predict_output(
         return out
 
     device = model.device
+    # a format's own window blending (nnU-Net's Gaussian, centred at P//2 where MONAI's is at (P-1)/2), in model axes
+    blend = getattr(model.network, "window_weights", None) if settings.mode == "gaussian" else None
+    weights = None if blend is None else model.model_space().to_canonical(blend(model.model_space().model_shape(roi))).to(device)
     with torch.inference_mode():
         out = sliding_window_inference(
             x[None].to(device),
@@ -106,6 +109,7 @@ def predict_output(
             sigma_scale=settings.sigma_scale,
             padding_mode="constant",
             cval=0.0,
+            roi_weight_map=weights,
         )
     return torch.as_tensor(out)[0].float().cpu()
 

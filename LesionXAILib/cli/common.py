@@ -36,6 +36,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--trust-model", action="store_true", help="allow a --model that runs code when loaded (TorchScript); only for files you trust"
     )
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    g.add_argument("--folds", default=None, help="nnU-Net folder: folds to ensemble, e.g. 0,1,2 (default: every fold with the checkpoint)")
+    g.add_argument("--checkpoint", default=None, help="nnU-Net folder: checkpoint file name in each fold (default checkpoint_final.pth)")
 
 
 def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,6 +29,7 @@ and resamples with the contract's differentiable trilinear interpolation instead
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +40,16 @@ import torch
 from torch import nn
 
 from LesionXAILib.errors import ModelLoadError
+from LesionXAILib.lesion_model import LesionModel
+from LesionXAILib.model_config import ModelConfig
+from LesionXAILib.models.contract import InputContract
+from LesionXAILib.models.formats import LoadRequest
+from LesionXAILib.normalization import NORMALIZERS
 
 PLANS_FILE = "plans.json"
 DATASET_FILE = "dataset.json"
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
+NORMALIZATION = "nnunet"
 # nnU-Net's step size (fraction of the patch) and Gaussian sigma (fraction of the patch)
 NNUNET_TILE_STEP = 0.5
 NNUNET_SIGMA_SCALE = 1.0 / 8
@@ -56,17 +63,6 @@ LESION_LABEL_NAMES = ("lesion", "lesions", "ms", "mslesion", "mslesions", "wml",
 
 def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
-
-
-def is_nnunet_folder(path: str | Path) -> bool:
-    """Return True if ``path`` is a directory holding plans.json, dataset.json and at least one fold_* folder."""
-    p = Path(path)
-    return (
-        p.is_dir()
-        and (p / PLANS_FILE).is_file()
-        and (p / DATASET_FILE).is_file()
-        and any(c.is_dir() and c.name.startswith("fold_") for c in p.iterdir())
-    )
 
 
 def _safe_numpy_globals() -> list:
@@ -156,6 +152,8 @@ def read_nnunet_folder(
         raise ModelLoadError(
             "nnU-Net v2 folders need the 'nnunetv2' package: pip install -c constraints.txt 'lesionxai[nnunet]'"
         ) from None
+    from LesionXAILib.models.formats import is_nnunet_folder
+
     p = Path(path)
     if not is_nnunet_folder(p):
         raise ModelLoadError(f"'{p}' is not an nnU-Net v2 trained-model folder (needs {PLANS_FILE}, {DATASET_FILE}, fold_*/)")
@@ -279,6 +277,14 @@ class NnunetEnsemble(nn.Module):
             out = out / (len(combos) + 1)
         return out
 
+    def window_weights(self, shape: Sequence[int]) -> torch.Tensor:
+        """Return nnU-Net's sliding-window blending weights for a window of ``shape`` (its compute_gaussian, float16 as nnU-Net)."""
+        from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+        shape = tuple(int(s) for s in shape)
+        g = compute_gaussian(shape, sigma_scale=NNUNET_SIGMA_SCALE, value_scaling_factor=10, dtype=torch.float16, device=torch.device("cpu"))
+        return g.float()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the mean over folds of the (B, C_out, ...) logits of a (B, C_in, ...) model-space input."""
         total = None
@@ -358,36 +364,155 @@ def lesion_output(folder: NnunetFolder, label: Optional[str] = None) -> tuple[st
     return "softmax", list(lm.all_labels).index(int(foreground[name]))
 
 
-def nnunet_normalize(stack_kji: np.ndarray, folder: NnunetFolder) -> np.ndarray:
-    """Return a float32 (C, k, j, i) copy normalised per channel exactly as nnU-Net's preprocessor does.
+def normalization_parameters(folder: NnunetFolder) -> dict[str, Any]:
+    """Return the plans' per-channel normalisation (schemes, use_mask_for_norm, intensity properties) as plain JSON values."""
+    cm = folder.configuration_manager
+    properties = folder.plans_manager.foreground_intensity_properties_per_channel
+    return {
+        "normalization_schemes": [str(s) for s in cm.normalization_schemes],
+        "use_mask_for_norm": [bool(v) for v in cm.use_mask_for_norm],
+        "foreground_intensity_properties_per_channel": {str(k): dict(v) for k, v in properties.items()},
+    }
+
+
+def nnunet_normalize(stack_kji: np.ndarray, parameters: dict[str, Any]) -> np.ndarray:
+    """Return a float32 (C, k, j, i) copy normalised per channel exactly as nnU-Net's DefaultPreprocessor does.
 
     nnU-Net crops to the bounding box of the voxels non-zero in any channel, then runs each
-    channel's normaliser (``normalization_schemes``, ``use_mask_for_norm``, the plans' foreground
-    intensity properties) on the crop with the non-zero mask; transposing and resampling come after
-    normalisation in nnU-Net, so doing it on the FLAIR grid gives the same values. Voxels outside the
-    bounding box (never seen by nnU-Net's network) are set to 0, nnU-Net's padding value.
+    channel's normaliser class (``normalization_schemes``, ``use_mask_for_norm``, the plans' foreground
+    intensity properties) on the crop with the non-zero mask. Transposing comes before and
+    resampling after normalisation in nnU-Net and neither changes per-channel statistics, so doing it
+    on the FLAIR grid gives nnU-Net's values. Voxels outside the bounding box, which nnU-Net's
+    network never sees, are set to 0 (nnU-Net's padding value).
     """
     import nnunetv2
     from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
     data = np.asarray(stack_kji, dtype=np.float32)
-    cm = folder.configuration_manager
-    if data.ndim != 4 or data.shape[0] != len(cm.normalization_schemes):
-        raise ModelLoadError(
-            f"nnU-Net folder '{folder.path}': expects {len(cm.normalization_schemes)} channels, got an array of shape {data.shape}"
-        )
+    schemes = parameters["normalization_schemes"]
+    if data.ndim != 4 or data.shape[0] != len(schemes):
+        raise ModelLoadError(f"nnU-Net normalisation expects {len(schemes)} channels, got an array of shape {data.shape}")
     cropped, seg, bbox = crop_to_nonzero(data.copy())
-    properties = folder.plans_manager.foreground_intensity_properties_per_channel
-    for c, scheme in enumerate(cm.normalization_schemes):
-        cls = recursive_find_python_class(
-            str(Path(nnunetv2.__path__[0]) / "preprocessing" / "normalization"), scheme, "nnunetv2.preprocessing.normalization"
-        )
+    folder = str(Path(nnunetv2.__path__[0]) / "preprocessing" / "normalization")
+    for c, scheme in enumerate(schemes):
+        cls = recursive_find_python_class(folder, scheme, "nnunetv2.preprocessing.normalization")
         if cls is None:
-            raise ModelLoadError(f"nnU-Net folder '{folder.path}': unknown normalisation scheme '{scheme}'")
-        normalizer = cls(use_mask_for_norm=cm.use_mask_for_norm[c], intensityproperties=properties[str(c)])
+            raise ModelLoadError(f"nnU-Net normalisation scheme '{scheme}' is not part of the installed nnunetv2")
+        normalizer = cls(
+            use_mask_for_norm=parameters["use_mask_for_norm"][c],
+            intensityproperties=parameters["foreground_intensity_properties_per_channel"][str(c)],
+        )
         cropped[c] = normalizer.run(cropped[c], seg[0])
     out = np.zeros_like(data)
-    box = tuple(slice(int(lo), int(hi)) for lo, hi in bbox)
-    out[(slice(None),) + box] = cropped
+    out[(slice(None),) + tuple(slice(int(lo), int(hi)) for lo, hi in bbox)] = cropped
     return out
+
+
+def _normalize_for_config(stack: np.ndarray, config: Any) -> np.ndarray:
+    params = (config.extra or {}).get("nnunet_normalization") if config is not None else None
+    if not params:
+        raise ModelLoadError("normalization 'nnunet' needs the plans' parameters in config.extra['nnunet_normalization']")
+    return nnunet_normalize(stack, params)
+
+
+NORMALIZERS.setdefault(NORMALIZATION, _normalize_for_config)
+
+# plans.json image readers -> the orientation their arrays have (all give SimpleITK's (z, y, x) = (k, j, i) order)
+READER_ORIENTATION = {
+    "SimpleITKIO": "as-stored",
+    "NibabelIO": "as-stored",
+    "SimpleITKIOWithReorient": "RAS",
+    "NibabelIOWithReorient": "RAS",
+}
+
+
+def contract_for(folder: NnunetFolder, crop_rule: str = "calibrate") -> InputContract:
+    """Return the input contract of the folder's configuration (reader orientation, transpose_forward, target spacing, divisor)."""
+    reader = str(folder.plans_manager.plans.get("image_reader_writer", "SimpleITKIO"))
+    if reader not in READER_ORIENTATION:
+        raise ModelLoadError(
+            f"nnU-Net folder '{folder.path}': image reader '{reader}' is not a 3D medical image reader LesionXAI maps "
+            f"({', '.join(READER_ORIENTATION)})"
+        )
+    spacing = [float(v) for v in folder.configuration_manager.spacing]
+    if len(spacing) != 3 or len(folder.configuration_manager.patch_size) != 3:
+        raise ModelLoadError(
+            f"nnU-Net folder '{folder.path}': configuration '{folder.configuration_name}' is not 3D; LesionXAI explains 3D networks"
+        )
+    per_axis = [1, 1, 1]
+    for stride in folder.configuration_manager.pool_op_kernel_sizes:
+        stride = list(stride) if isinstance(stride, (list, tuple)) else [stride] * 3
+        per_axis = [a * int(b) for a, b in zip(per_axis, stride)]
+    return InputContract(
+        axes="".join("kji"[t] for t in folder.transpose_forward),
+        orientation=READER_ORIENTATION[reader],
+        target_spacing=tuple(spacing),
+        size_divisor=int(math.lcm(*per_axis)),
+        crop_rule=crop_rule,
+    )
+
+
+def _parse_folds(value: Any) -> Optional[list[str]]:
+    if value is None:
+        return None
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()] or None
+
+
+def load_nnunet(request: LoadRequest) -> LesionModel:
+    """Return a LesionModel of an nnU-Net v2 trained-model folder (options: folds, checkpoint, mirror, lesion_label).
+
+    ``folds`` (e.g. ``(0, 1)`` or ``"0,1"``; default every fold with the checkpoint), ``checkpoint``
+    (default ``checkpoint_final.pth``), ``mirror`` (nnU-Net's test-time mirroring; default off, so
+    explanations are of the plain network), ``lesion_label`` (a dataset.json label name, when there are
+    several foreground labels).
+    """
+    options = dict(request.options or {})
+    unknown = sorted(set(options) - {"folds", "checkpoint", "mirror", "lesion_label"})
+    if unknown:
+        raise ModelLoadError(f"nnU-Net folder '{request.path}': unknown options {unknown} (folds, checkpoint, mirror, lesion_label)")
+    if request.config is not None:
+        raise ModelLoadError(
+            f"model '{request.path}' is an nnU-Net folder: its plans.json and dataset.json describe the network; drop --config"
+        )
+    folder = read_nnunet_folder(
+        request.path, _parse_folds(options.get("folds")), str(options.get("checkpoint") or DEFAULT_CHECKPOINT), request.trust
+    )
+    head, channel = lesion_output(folder, options.get("lesion_label"))
+    order = sequence_order(folder)
+    ensemble = nnunet_ensemble(folder, bool(options.get("mirror", False)), request.trust, channel if head == "sigmoid" else None)
+    n_out = 1 if head == "sigmoid" else folder.label_manager.num_segmentation_heads
+    decoder = getattr(ensemble.folds[0], "decoder", None)
+    stages = getattr(decoder, "stages", None)
+    # Grad-CAM: the half-resolution decoder stage of a single network (with several folds a layer is one fold's only)
+    cam_layer = f"folds.0.decoder.stages.{len(stages) - 2}" if stages is not None and len(stages) >= 2 and len(folder.folds) == 1 else None
+    config = ModelConfig(
+        name=f"nnunet-{folder.plans_manager.dataset_name}-{folder.configuration_name}",
+        network="nnunet",
+        in_channels=len(order),
+        input_order=order,
+        out_channels=n_out,
+        head=head,
+        lesion_index=0 if head == "sigmoid" else channel,
+        normalization=NORMALIZATION,
+        roi_size=tuple(int(v) for v in folder.configuration_manager.patch_size),
+        overlap=NNUNET_TILE_STEP,
+        threshold=0.5,
+        cam_layer=cam_layer,
+        contract=contract_for(folder),
+        extra={
+            "nnunet_normalization": normalization_parameters(folder),
+            "nnunet": {
+                "folder": str(folder.path),
+                "configuration": folder.configuration_name,
+                "trainer": folder.trainer_name,
+                "folds": list(folder.folds),
+                "checkpoint": folder.checkpoint,
+                "mirror_axes": list(ensemble.mirror_axes) if ensemble.mirror_axes else None,
+                "fold_ensemble": "mean of the folds' logits (as nnUNetPredictor), then the head",
+            },
+        },
+    )
+    model = LesionModel(ensemble, config, source=str(folder.path))
+    return model.to(request.device).eval()
