@@ -11,6 +11,7 @@ writes (network weights, optimizer state, training log with numpy scalars, init 
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import json
@@ -211,6 +212,7 @@ def tiny_nnunet_case() -> tuple[Path, Path, Path, Path]:
 
     ph = small_phantom(spacing=(2.0, 2.0, 2.0))
     root = Path(tempfile.mkdtemp(prefix="lesionxai-nnunet-"))
+    atexit.register(shutil.rmtree, root, True)  # cached for the whole test session, removed at its end
     geometry = dataclasses.replace(ph.geometry, spacing=FILE_SPACING)
     flair = ph.flair.astype(np.float32)
     t1 = ph.t1.astype(np.float32)
@@ -222,8 +224,3 @@ def tiny_nnunet_case() -> tuple[Path, Path, Path, Path]:
         paths.append(p)
     folder = write_nnunet_folder(root / "results", flair, t1, lesions)
     return (folder, *paths)
-
-
-def cleanup(path: Path) -> None:
-    """Remove a fixture directory (test teardown)."""
-    shutil.rmtree(path, ignore_errors=True)
