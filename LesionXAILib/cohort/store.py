@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.probes.files import write_csv, write_json
+from LesionXAILib.atomic_write import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
