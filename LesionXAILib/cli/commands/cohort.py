@@ -69,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=1, help="torch threads per subject (default 1)")
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="submit to an existing Dask cluster (its workers must see the inputs and --out at the same paths)")  # fmt: skip
+    g.add_argument("--wait", action="store_true",
+                   help="if another cohort run holds --out, wait for it to finish (default: refuse, naming that run)")  # fmt: skip
     g.add_argument("--overwrite", action="store_true", help="recompute subjects finished with other settings or another model")
     g.add_argument("--no-lesion-files", action="store_true", help="do not write per-lesion maps, curves and shells")
     g.add_argument("--correction", choices=("holm", "bh"), default="holm", help="multiple-comparison correction (default holm)")
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_cohort(args.input, args.out, settings, spec, workers=workers, scheduler=args.scheduler,
                             overwrite=args.overwrite, correction=args.correction, compute=not args.report_only,
-                            progress=progress, on_outcome=on_outcome, on_plan=plan)  # fmt: skip
+                            progress=progress, on_outcome=on_outcome, on_plan=plan, wait=args.wait)  # fmt: skip
     finally:
         bar.close()
     groups = ", ".join(f"{g} {n}" for g, n in (result.statistics or {}).get("groups", {}).items()) or "no instances"
