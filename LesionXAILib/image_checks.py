@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import re
 import zlib
 from pathlib import Path
 from typing import Any, Optional
@@ -22,11 +23,14 @@ from LesionXAILib.errors import InputImageError, LesionXAIError
 
 # 512^3 = 134M voxels: above the largest clinical 3D MRI (0.5 mm isotropic whole-head FLAIR is about
 # 512 x 512 x 400 = 105M voxels), and small enough that the pipeline's few float32 copies of such a
-# volume (0.5 GB each) fit a workstation. Raise it with --max-voxels or LESIONXAI_MAX_VOXELS.
+# volume (0.5 GB each) fit a workstation. Raise it with --max-image-voxels or LESIONXAI_MAX_VOXELS.
 DEFAULT_MAX_VOXELS = 512**3
 MAX_VOXELS_ENV = "LESIONXAI_MAX_VOXELS"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _CHUNK = 1 << 22
+_ERROR_MARK = re.compile(r"(?:itk::ERROR|ITK ERROR|sitk::ERROR):\s*")
+_OBJECT = re.compile(r"^\w+\(0x[0-9a-fA-F]+\):\s*")
+_TRACE = re.compile(r"^\[\w+\]\s*\w+:\s*")
 
 
 def max_voxels() -> int:
@@ -55,7 +59,7 @@ def check_declared_size(size: tuple[int, ...], components: int, where: str, limi
     if voxels > limit:
         raise InputImageError(
             f"{where}: declares {' x '.join(str(int(s)) for s in size)} = {voxels:,} voxels, more than the limit of "
-            f"{limit:,} (a guard against corrupt or hostile headers; raise it with --max-voxels or {MAX_VOXELS_ENV})"
+            f"{limit:,} (a guard against corrupt or hostile headers; raise it with --max-image-voxels or {MAX_VOXELS_ENV})"
         )
 
 
@@ -73,18 +77,25 @@ def read_header(path: str | os.PathLike, where: str):
     return reader
 
 
-def itk_reason(exc: BaseException) -> str:
-    """Return the one informative line of a multi-line ITK exception message."""
+def itk_reason(exc: BaseException | str) -> str:
+    """Return the informative part of a multi-line ITK exception message, on one line.
+
+    ITK messages start with a source location, then 'itk::ERROR: Class(0x...): what', sometimes followed
+    by a library's own trace whose last line is the actual cause (NRRD: '[nrrd] fn: expected N bytes ...').
+    """
     lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
-    for key in ("Description:", "itk::ERROR:"):
-        for line in lines:
-            if key in line:
-                return line.split(key, 1)[1].strip() or line
-    useful = [line for line in lines if "Exception" not in line and not line.startswith(("Location:", "Reason:", "File:", "Line:"))]
-    for line in useful:
-        if "not read completely" in line or "expected" in line:
-            return line
-    return (useful or lines or ["unreadable"])[0]
+    for n, line in enumerate(lines):
+        mark = _ERROR_MARK.search(line)
+        if mark is None:
+            continue
+        head = _OBJECT.sub("", line[mark.end() :]).strip()
+        tail = [_TRACE.sub("", t).strip() for t in lines[n + 1 :] if not t.startswith("Reason:")]
+        tail = [t for t in tail if t]
+        if tail:
+            return f"{head.rstrip(':')}: {tail[-1]}" if head else tail[-1]
+        return head or line
+    useful = [line for line in lines if not line.startswith(("Exception thrown", "Location:", "File:", "Line:"))]
+    return (useful or lines or ["unreadable"])[-1]
 
 
 def _is_nifti(path: Path) -> bool:

@@ -228,9 +228,12 @@ def write_volume(
 
 
 def check_output_dir(
-    out_dir: str | os.PathLike, inputs: Sequence[Optional[str | os.PathLike]], allow_input_dir: bool = False
+    out_dir: str | os.PathLike,
+    inputs: Sequence[Optional[str | os.PathLike]],
+    allow_input_dir: bool = False,
+    create: bool = True,
 ) -> Path:
-    """Return ``out_dir`` after refusing a directory that holds an input file (unless allowed)."""
+    """Return ``out_dir`` after refusing a directory that holds an input file (unless allowed); create it if asked."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputImageError(f"output '{out}' exists and is not a directory")
@@ -243,5 +246,6 @@ def check_output_dir(
                     f"output directory '{out}' holds the input '{q}'; choose another --out "
                     "(LesionXAI never writes next to its inputs unless asked)"
                 )
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out

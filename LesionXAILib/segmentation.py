@@ -19,6 +19,7 @@ from LesionXAILib.instances import InstanceSet, extract_instances, min_size_in_v
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.normalization import zscore_nonzero
 from LesionXAILib.progress import CancelToken, ProgressCallback, as_reporter
+from LesionXAILib.run_identity import run_ids
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class SegmentationResult:
         """Return the JSON summary written to instances.json."""
         return {
             "lesionxai_version": __import__("LesionXAILib").__version__,
+            **run_ids(self.instances.labels),
             "inputs": {
                 "flair": str(self.pair.flair_path) if self.pair.flair_path else None,
                 "t1": str(self.pair.t1_path) if self.pair.t1_path else None,

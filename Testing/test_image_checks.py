@@ -53,7 +53,7 @@ def test_hostile_header_is_refused_quickly_without_allocating(tmp_path):
     assert "REFUSED" in done.stdout, done.stdout + done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("REFUSED"))
     assert float(line.split()[1]) < 2.0
-    assert "700 x 700 x 700" in line and "--max-voxels" in line
+    assert "700 x 700 x 700" in line and "--max-image-voxels" in line
     rss_mb = int(done.stdout.split("MAXRSS_KB")[1].split()[0]) / 1024
     assert rss_mb < 600, f"peak memory {rss_mb:.0f} MB: the declared volume was allocated"
 

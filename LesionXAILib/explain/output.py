@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 from LesionXAILib.atomic_write import write_csv, write_json
+from LesionXAILib.run_identity import run_ids
 
 
 def write_explanations(out: Path, rows: list[dict], settings, result, margin_source: Optional[str] = None) -> dict[str, Path]:
     """Write explanations.json (settings + one entry per instance) and explanations.csv (one row per map)."""
     doc = {
         "lesionxai_version": __import__("LesionXAILib").__version__,
+        **run_ids(result.instances.labels),
         "settings": settings.to_dict(),
         **({"margin_source": margin_source} if margin_source else {}),
         "model": result.model_info,

@@ -8,7 +8,12 @@ import os
 import sys
 from typing import Optional
 
-from LesionXAILib.cli.common import add_model_arguments, add_segmentation_arguments, segmentation_settings_from_args
+from LesionXAILib.cli.common import (
+    add_image_limit_argument,
+    add_model_arguments,
+    add_segmentation_arguments,
+    segmentation_settings_from_args,
+)
 from LesionXAILib.errors import ParameterError
 
 NAME = "cohort"
@@ -26,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder with one folder per subject (flair.nii.gz, t1.nii.gz, optional lesions.nii.gz; "
                              "aliases: mprage/t1w, gt/ground_truth/lesion_mask) or a CSV manifest subject,flair,t1,gt")  # fmt: skip
     parser.add_argument("--out", required=True, help="output folder (created; an earlier run there is resumed)")
+    add_image_limit_argument(parser)
     gt = parser.add_mutually_exclusive_group()
     gt.add_argument("--gt", dest="ground_truth", action="store_const", const="require", default="auto",
                     help="require a ground-truth mask for every subject (TP/FP/FN); default: use it where present")  # fmt: skip
