@@ -105,10 +105,9 @@ def geometry_from_dict(d: dict) -> Geometry:
 
 def read_volume(path: Path, geometry: Geometry, role: str) -> np.ndarray:
     """Return the k,j,i array of a NIfTI in the run, checking it lies on the run's grid."""
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise InputImageError(f"{role} '{path}' cannot be read") from None
+    from LesionXAILib.image_io import read_checked
+
+    image = read_checked(path, role)  # declared size and stored data length checked, as for every input
     g = Geometry.from_image(image)
     if not g.almost_equal(geometry):
         raise InputImageError(f"{role} '{path}' is not on the run's grid (size {g.size} vs {geometry.size})")
