@@ -8,7 +8,7 @@ STAMP := $(VENV)/.lesionxai-installed
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: all demo test venv clean-venv
+.PHONY: all demo test venv system-deps clean-venv
 
 all: test
 
@@ -24,10 +24,15 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# Chromium (browser tests) and Mesa EGL (offscreen viewer rendering) from apt when missing; the same step
+# .ci/run relies on. Without root or sudo it names the packages to install and stops.
+system-deps:
+	bash .ci/system-deps.sh
+
+demo: system-deps $(STAMP)
 	$(VENV)/bin/lesionxai demo --out demo-output
 
-test: $(STAMP)
+test: system-deps $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean-venv:

@@ -11,8 +11,10 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from LesionXAILib.atomic_write import write_image
 from LesionXAILib.errors import InputImageError
 from LesionXAILib.geometry import Geometry, array_to_image, boxes_overlap, resample_to
+from LesionXAILib.image_checks import check_data_length, itk_reason, read_header
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +88,22 @@ def _nifti_non_finite_count(path: Path) -> int:
     return int(data.size - np.count_nonzero(np.isfinite(data)))
 
 
+def read_checked(path: str | os.PathLike, role: str = "image") -> sitk.Image:
+    """Return the image at ``path`` as stored, after checking its declared size (before allocating) and data length."""
+    p = check_image_path(path, role)
+    where = f"{role} '{p}'"
+    reader = read_header(p, where)
+    check_data_length(p, where)
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise InputImageError(f"{where}: cannot be read ({itk_reason(exc)})") from None
+
+
 def read_image(path: str | os.PathLike, role: str = "image") -> sitk.Image:
     """Return the validated float32 3D image stored at ``path`` (NIfTI, NRRD or MetaImage)."""
     p = check_image_path(path, role)
-    try:
-        image = sitk.ReadImage(str(p))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((line for line in first if "Exception" not in line and line.strip()), "unreadable")
-        raise InputImageError(f"{role} '{p}': cannot be read ({detail.strip()})") from None
+    image = read_checked(p, role)
     if _suffix(p) in (".nii", ".nii.gz"):
         bad = _nifti_non_finite_count(p)
         if bad:
@@ -105,10 +114,7 @@ def read_image(path: str | os.PathLike, role: str = "image") -> sitk.Image:
 def read_label_volume(path: str | os.PathLike, role: str = "label map") -> sitk.Image:
     """Return the 3D scalar label image at ``path``; missing, unreadable or non-3D files raise InputImageError."""
     p = check_image_path(path, role)
-    try:
-        image = sitk.ReadImage(str(p))
-    except RuntimeError:
-        raise InputImageError(f"{role} '{p}': cannot be read") from None
+    image = read_checked(p, role)
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise InputImageError(f"{role} '{p}': expected a 3D scalar label volume")
     return image
@@ -205,7 +211,8 @@ def write_volume(
 ) -> Path:
     """Write a k,j,i ``array`` with ``geometry``'s origin/spacing/direction and return the path written.
 
-    Refuses to write onto any path in ``protected`` (the user's inputs).
+    Refuses to write onto any path in ``protected`` (the user's inputs). The file is written under a
+    temporary name, re-read (header and data length) and only then renamed (``atomic_write``).
     """
     p = Path(path)
     for q in protected:
@@ -217,17 +224,16 @@ def write_volume(
         arr = arr.astype(np.float32)
     if arr.dtype == np.int64:
         arr = arr.astype(np.int32)
-    image = array_to_image(arr, geometry)
-    tmp = p.with_name(p.name + ".partial" + _suffix(p))
-    sitk.WriteImage(image, str(tmp), useCompression=True)
-    os.replace(tmp, p)
-    return p
+    return write_image(array_to_image(arr, geometry), p)
 
 
 def check_output_dir(
-    out_dir: str | os.PathLike, inputs: Sequence[Optional[str | os.PathLike]], allow_input_dir: bool = False
+    out_dir: str | os.PathLike,
+    inputs: Sequence[Optional[str | os.PathLike]],
+    allow_input_dir: bool = False,
+    create: bool = True,
 ) -> Path:
-    """Return ``out_dir`` after refusing a directory that holds an input file (unless allowed)."""
+    """Return ``out_dir`` after refusing a directory that holds an input file (unless allowed); create it if asked."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputImageError(f"output '{out}' exists and is not a directory")
@@ -240,5 +246,6 @@ def check_output_dir(
                     f"output directory '{out}' holds the input '{q}'; choose another --out "
                     "(LesionXAI never writes next to its inputs unless asked)"
                 )
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -12,6 +11,8 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from LesionXAILib.atomic_write import write_csv, write_json
+from LesionXAILib.image_checks import check_finite_output
 from LesionXAILib.image_io import InputPair, write_volume
 from LesionXAILib.inference import InferenceSettings, predict_probability
 from LesionXAILib.instances import InstanceSet, extract_instances, min_size_in_voxels
@@ -19,6 +20,7 @@ from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.errors import ModelLoadError
 from LesionXAILib.normalization import normalize
 from LesionXAILib.progress import CancelToken, ProgressCallback, as_reporter
+from LesionXAILib.run_identity import run_ids
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class SegmentationResult:
         """Return the JSON summary written to instances.json."""
         return {
             "lesionxai_version": __import__("LesionXAILib").__version__,
+            **run_ids(self.instances.labels),
             "inputs": {
                 "flair": str(self.pair.flair_path) if self.pair.flair_path else None,
                 "t1": str(self.pair.t1_path) if self.pair.t1_path else None,
@@ -86,9 +89,7 @@ class SegmentationResult:
         }
         paths["csv"] = write_instance_csv(self.instances, out / "instances.csv")
         json_path = out / "instances.json"
-        tmp = json_path.with_suffix(".json.partial")
-        tmp.write_text(json.dumps(self.summary(), indent=2, allow_nan=True))
-        os.replace(tmp, json_path)
+        write_json(json_path, self.summary(), allow_nan=True)
         paths["json"] = json_path
         return paths
 
@@ -125,14 +126,7 @@ def instance_csv_rows(instances: InstanceSet) -> list[dict[str, Any]]:
 
 def write_instance_csv(instances: InstanceSet, path: str | os.PathLike) -> Path:
     """Write the instance table as CSV and return its path."""
-    p = Path(path)
-    tmp = p.with_suffix(".csv.partial")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(instance_csv_rows(instances))
-    os.replace(tmp, p)
-    return p
+    return write_csv(path, CSV_COLUMNS, instance_csv_rows(instances))
 
 
 # sequence names a model may list in ModelConfig.input_order, and which input of the pair each one is
@@ -180,7 +174,7 @@ def segment(
     reporter(0.0, "normalising")
     model.bind(pair.geometry)  # contracts that reorient or resample depend on the FLAIR's direction and spacing
     x = prepare_input(pair, model)
-    prob = predict_probability(model, x, settings.inference, reporter.sub(0.02, 0.95))
+    prob = check_finite_output(predict_probability(model, x, settings.inference, reporter.sub(0.02, 0.95)), "model output")
     reporter(0.95, "labelling instances")
     instances = extract_instances(prob, pair.geometry, threshold, min_voxels, settings.connectivity, ground_truth)
     reporter(1.0, f"{len(instances.instances)} instances")

@@ -6,7 +6,7 @@ import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from LesionXAILib.errors import ParameterError
 
@@ -19,6 +19,16 @@ def add_input_arguments(parser: argparse.ArgumentParser, gt: bool = True) -> Non
     parser.add_argument("--t1", required=True, help="MPRAGE/T1 volume (resampled onto the FLAIR grid if needed)")
     if gt:
         parser.add_argument("--gt", default=None, help="optional ground-truth lesion mask (enables TP/FP/FN)")
+    add_image_limit_argument(parser)
+
+
+def add_image_limit_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --max-image-voxels (the declared-size guard applied before any image is read)."""
+    from LesionXAILib.image_checks import DEFAULT_MAX_VOXELS, MAX_VOXELS_ENV
+
+    parser.add_argument("--max-image-voxels", type=int, default=None, metavar="N",
+                        help=f"refuse images whose header declares more voxels (default {DEFAULT_MAX_VOXELS:,} = 512^3, "
+                             f"or ${MAX_VOXELS_ENV}); guards against corrupt or hostile headers")  # fmt: skip
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -142,11 +152,20 @@ class SegmentedSubject:
     protected: list = field(default_factory=list)
 
 
-def segment_subject_from_args(args: argparse.Namespace, extra_inputs: Sequence[Optional[str]] = ()) -> SegmentedSubject:
+def segment_subject_from_args(
+    args: argparse.Namespace,
+    extra_inputs: Sequence[Optional[str]] = (),
+    clears: Sequence[str] = (),
+    check_result: Optional[Callable[[Any], None]] = None,
+) -> SegmentedSubject:
     """Return the subject of the input/model/segmentation options, segmented, with its segmentation written to --out.
 
     ``extra_inputs`` are further user files that must never be overwritten (e.g. a white-matter map).
-    Inputs and the output directory are checked before the model is loaded, so bad paths fail fast.
+    Inputs and the output directory are checked before the model is loaded, so bad paths fail fast; --out
+    is created only once the segmentation is done and ``check_result(result)`` (e.g. that the requested
+    instance ids exist) passed, so a refused run leaves no folder. ``clears`` are this command's summary
+    files in --out (e.g. explanations.json): an earlier run's are removed before the new segmentation is
+    written, so an interrupted re-run never leaves an old summary beside new results.
     """
     from LesionXAILib.image_io import check_output_dir, load_pair, read_label_image
     from LesionXAILib.segmentation import segment
@@ -154,12 +173,29 @@ def segment_subject_from_args(args: argparse.Namespace, extra_inputs: Sequence[O
     pair = load_pair(args.flair, args.t1)
     gt = read_label_image(args.gt, pair.geometry) if getattr(args, "gt", None) else None
     protected = [args.flair, args.t1, getattr(args, "gt", None), *extra_inputs]
-    out = check_output_dir(args.out, protected, args.allow_input_dir)
+    out = check_output_dir(args.out, protected, args.allow_input_dir, create=False)
     model = load_model_from_args(args)
     callback, close = progress_for(args, "segment")
     try:
         result = segment(pair, model, segmentation_settings_from_args(args), gt, progress=callback)
     finally:
         close()
+    if check_result is not None:
+        check_result(result)
+    out.mkdir(parents=True, exist_ok=True)
+    clear_outputs(out, clears)
     result.write(out, protected=protected)
     return SegmentedSubject(pair, gt, model, result, out, protected)
+
+
+def clear_outputs(out: Path, names: Sequence[str]) -> list[str]:
+    """Remove the files ``names`` from ``out`` (an earlier run's summaries this run rewrites); return those removed."""
+    removed = []
+    for name in names:
+        p = out / name
+        if p.is_file():
+            p.unlink()
+            removed.append(name)
+    if removed:
+        log.info("an earlier run's %s removed from %s before rewriting", ", ".join(removed), out)
+    return removed

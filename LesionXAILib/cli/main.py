@@ -8,11 +8,14 @@ import logging
 import pkgutil
 import sys
 import traceback
+from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
 from LesionXAILib import __version__
+from LesionXAILib.cli.validation import one_line, validate_arguments
 from LesionXAILib.errors import Cancelled, LesionXAIError
+from LesionXAILib.image_checks import set_max_voxels
 
 
 def discover_commands() -> list[ModuleType]:
@@ -55,24 +58,53 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    out = _new_output_folder(args)
     try:
+        validate_arguments(parser, args)  # every number checked before any work or output folder
+        if getattr(args, "max_image_voxels", None) is not None:
+            set_max_voxels(args.max_image_voxels)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("lesionxai: interrupted", file=sys.stderr)
+        _remove_if_empty(out)
         return 130
     except Cancelled as exc:
         print(f"lesionxai: {exc}", file=sys.stderr)
+        _remove_if_empty(out)
         return 130
     except LesionXAIError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"lesionxai: error: {exc}", file=sys.stderr)
+        print(f"lesionxai: error: {exc if args.debug else one_line(exc)}", file=sys.stderr)
+        _remove_if_empty(out)
         return 2
     except Exception as exc:  # last resort: still one line unless --debug
         if args.debug:
             traceback.print_exc()
-        print(f"lesionxai: error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        text = exc if args.debug else one_line(exc)
+        print(f"lesionxai: error: {type(exc).__name__}: {text} (run with --debug for details)", file=sys.stderr)
+        _remove_if_empty(out)
         return 1
+
+
+def _new_output_folder(args: argparse.Namespace) -> Optional[Path]:
+    """Return --out when this run would create it (it does not exist yet), else None."""
+    out = getattr(args, "out", None)
+    if not isinstance(out, str) or not out:
+        return None
+    p = Path(out)
+    return None if p.exists() else p
+
+
+def _remove_if_empty(out: Optional[Path]) -> None:
+    """Remove an output folder this run created if a failure left it empty (a failed run leaves no trace)."""
+    if out is None:
+        return
+    try:
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from LesionXAILib.cohort.plots import curves_png, group_distribution_png, png_da
 from LesionXAILib.cohort.settings import CohortSettings
 from LesionXAILib.cohort.statistics import CONTEXT_COLUMN, finite_values, group_statistics
 from LesionXAILib.cohort.store import METRICS_FILE, CohortStore
-from LesionXAILib.probes.files import atomic_path, write_json
+from LesionXAILib.atomic_write import write_json, write_text
 
 if TYPE_CHECKING:
     from LesionXAILib.cohort.runner import CohortResult
@@ -237,8 +237,7 @@ def write_cohort_report(
     paths = {"statistics": write_json(result.out / STATISTICS_FILE, _strict(stats))}
     text = render_report(result, stats, settings, model)
     target = result.out / REPORT_FILE
-    with atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text(target, text)
     paths["report"] = target
     return stats, paths
 

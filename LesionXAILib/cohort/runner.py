@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from LesionXAILib.cohort.lock import OutputLock
 from LesionXAILib.cohort.settings import CohortSettings, ModelSpec, model_identity
 from LesionXAILib.cohort.store import CohortStore
 from LesionXAILib.cohort.subject_run import FAILED, FINISHED, SKIPPED, SubjectOutcome
@@ -75,12 +76,14 @@ def run_cohort(
     cancel: Optional[CancelToken] = None,
     on_outcome: Optional[Callable[[SubjectOutcome], None]] = None,
     on_plan: Optional[Callable[[int, int], None]] = None,
+    wait: bool = False,
 ) -> CohortResult:
     """Return the CohortResult of computing every unfinished subject of ``source`` (folder, manifest or list) into ``out``.
 
     ``compute=False`` only rebuilds the tables, statistics and report from the subjects finished so far.
     ``progress`` gets the fraction of the subjects to compute that is done; ``on_plan(to_compute, total)``
-    is called once before computing starts; ``on_outcome`` after each subject.
+    is called once before computing starts; ``on_outcome`` after each subject. ``out`` is locked for the
+    whole run (``cohort.lock.OutputLock``): another run there is refused, naming the first, or with ``wait`` waited for.
     """
     start = time.perf_counter()
     out = Path(out)
@@ -93,65 +96,67 @@ def run_cohort(
     if correction not in ("holm", "bh"):
         raise ParameterError(f"multiple-comparison correction must be 'holm' or 'bh', got '{correction}'")
     source_model, identity = _model_source(model)
-    fingerprint = settings.fingerprint(identity)
-    store = CohortStore(out)
-    record = {"settings": settings.to_dict(), "model": identity,
-              "subjects": [s.to_dict() for s in subjects]}  # fmt: skip
-    store.check_settings(fingerprint, record, overwrite)
-    ids = [s.id for s in subjects]
-    store.clean_stale(ids, fingerprint)
+    # one run at a time per output folder: a second run would delete this one's scratch folders (clean_stale)
+    with OutputLock(out, wait=wait, cancel=cancel):
+        fingerprint = settings.fingerprint(identity)
+        store = CohortStore(out)
+        record = {"settings": settings.to_dict(), "model": identity,
+                  "subjects": [s.to_dict() for s in subjects]}  # fmt: skip
+        store.check_settings(fingerprint, record, overwrite)
+        ids = [s.id for s in subjects]
+        store.clean_stale(ids, fingerprint)
 
-    outcomes: dict[str, SubjectOutcome] = {}
-    for s in subjects:
-        done = store.done_marker(s.id)
-        if done is not None and done.get("fingerprint") == fingerprint:
-            outcomes[s.id] = SubjectOutcome(s.id, SKIPPED, counts=done.get("counts", {}), seconds=float(done.get("seconds", 0)),
-                                            cpu_seconds=float(done.get("cpu_seconds", 0)))  # fmt: skip
-        else:
-            outcomes[s.id] = SubjectOutcome(s.id, PENDING)
-    pending = [s for s in subjects if outcomes[s.id].state == PENDING]
-    log.info("cohort: %d subjects, %d finished earlier, %d to compute", len(subjects), len(subjects) - len(pending), len(pending))
-
-    if on_plan is not None:
-        on_plan(len(pending) if compute else 0, len(subjects))
-    reporter = as_reporter(progress, cancel)
-    last_refresh = [0.0]
-
-    def finished(outcome: SubjectOutcome) -> None:
-        outcomes[outcome.subject] = outcome
-        if outcome.state == FAILED and on_outcome is None:  # a caller with on_outcome reports it itself
-            log.warning("cohort: subject %s failed: %s", outcome.subject, outcome.error)
-        if on_outcome is not None:
-            on_outcome(outcome)
-        if time.perf_counter() - last_refresh[0] >= TABLE_REFRESH_SECONDS:
-            store.write_instances(ids, fingerprint)
-            last_refresh[0] = time.perf_counter()
-
-    try:
-        if pending and compute:
-            if workers == 0 and scheduler is None:
-                _run_serial(pending, source_model, settings, out, fingerprint, finished, reporter)
-            else:
-                _run_dask(pending, source_model, settings, out, fingerprint, workers, scheduler, finished, reporter)
-    finally:
-        # whatever happened, the tables show every finished subject, including tasks that finished on a
-        # worker after an interruption stopped this process from hearing about them
-        for sid, o in list(outcomes.items()):
-            done = store.done_marker(sid) if o.state == PENDING else None
+        outcomes: dict[str, SubjectOutcome] = {}
+        for s in subjects:
+            done = store.done_marker(s.id)
             if done is not None and done.get("fingerprint") == fingerprint:
-                outcomes[sid] = SubjectOutcome(sid, FINISHED, counts=done.get("counts", {}), seconds=float(done.get("seconds", 0)),
-                                               cpu_seconds=float(done.get("cpu_seconds", 0)))  # fmt: skip
-        _, rows = store.write_instances(ids, fingerprint)
-        store.write_subject_table([outcomes[i].table_row() for i in ids])
-        store.write_failures([{"subject": o.subject, "error": o.error, "detail": o.detail} for o in outcomes.values() if o.state == FAILED])
-    result = CohortResult(out, subjects, outcomes, rows, fingerprint, time.perf_counter() - start)
-    result.paths = {"instances": out / "instances.csv", "subjects": out / "subjects.csv"}
-    if report:
-        from LesionXAILib.cohort.report import write_cohort_report
+                outcomes[s.id] = SubjectOutcome(s.id, SKIPPED, counts=done.get("counts", {}), seconds=float(done.get("seconds", 0)),
+                                                cpu_seconds=float(done.get("cpu_seconds", 0)))  # fmt: skip
+            else:
+                outcomes[s.id] = SubjectOutcome(s.id, PENDING)
+        pending = [s for s in subjects if outcomes[s.id].state == PENDING]
+        log.info("cohort: %d subjects, %d finished earlier, %d to compute", len(subjects), len(subjects) - len(pending), len(pending))
 
-        result.statistics, paths = write_cohort_report(result, settings, identity, correction)
-        result.paths.update(paths)
-    return result
+        if on_plan is not None:
+            on_plan(len(pending) if compute else 0, len(subjects))
+        reporter = as_reporter(progress, cancel)
+        last_refresh = [0.0]
+
+        def finished(outcome: SubjectOutcome) -> None:
+            outcomes[outcome.subject] = outcome
+            if outcome.state == FAILED and on_outcome is None:  # a caller with on_outcome reports it itself
+                log.warning("cohort: subject %s failed: %s", outcome.subject, outcome.error)
+            if on_outcome is not None:
+                on_outcome(outcome)
+            if time.perf_counter() - last_refresh[0] >= TABLE_REFRESH_SECONDS:
+                store.write_instances(ids, fingerprint)
+                last_refresh[0] = time.perf_counter()
+
+        try:
+            if pending and compute:
+                if workers == 0 and scheduler is None:
+                    _run_serial(pending, source_model, settings, out, fingerprint, finished, reporter)
+                else:
+                    _run_dask(pending, source_model, settings, out, fingerprint, workers, scheduler, finished, reporter)
+        finally:
+            # whatever happened, the tables show every finished subject, including tasks that finished on a
+            # worker after an interruption stopped this process from hearing about them
+            for sid, o in list(outcomes.items()):
+                done = store.done_marker(sid) if o.state == PENDING else None
+                if done is not None and done.get("fingerprint") == fingerprint:
+                    outcomes[sid] = SubjectOutcome(sid, FINISHED, counts=done.get("counts", {}), seconds=float(done.get("seconds", 0)),
+                                                   cpu_seconds=float(done.get("cpu_seconds", 0)))  # fmt: skip
+            _, rows = store.write_instances(ids, fingerprint)
+            store.write_subject_table([outcomes[i].table_row() for i in ids])
+            store.write_failures([{"subject": o.subject, "error": o.error, "detail": o.detail} for o in outcomes.values() if o.state == FAILED])
+        result = CohortResult(out, subjects, outcomes, rows, fingerprint, time.perf_counter() - start)
+        result.paths = {"instances": out / "instances.csv", "subjects": out / "subjects.csv"}
+        if report:
+            from LesionXAILib.cohort.report import write_cohort_report
+
+            result.statistics, paths = write_cohort_report(result, settings, identity, correction)
+            result.paths.update(paths)
+        return result
 
 
 def _check_out_not_an_input(out: Path, subjects: Sequence[Subject]) -> None:

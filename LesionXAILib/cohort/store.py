@@ -24,8 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from LesionXAILib.errors import ParameterError
-from LesionXAILib.probes.files import write_csv, write_json
+from LesionXAILib.errors import LesionXAIError, ParameterError
+from LesionXAILib.atomic_write import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ INSTANCES_CSV = "instances.csv"
 SUBJECTS_CSV = "subjects.csv"
 FAILURES_FILE = "failures.json"
 PARTIAL_TAG = ".partial-"
+OWNER_FILE = ".owner"  # in a scratch folder: the token of its name, written when it is made
 # columns that hold timings: they legitimately differ between two runs of the same cohort
 TIMING_SUFFIXES = ("seconds",)
 
@@ -72,13 +73,37 @@ class CohortStore:
 
     def scratch_dir(self, subject_id: str) -> Path:
         """Return a fresh scratch folder for computing a subject (unique, so duplicate tasks never collide)."""
-        p = self.subjects_root / f".{subject_id}{PARTIAL_TAG}{uuid.uuid4().hex[:12]}"
+        token = uuid.uuid4().hex[:12]
+        p = self.subjects_root / f".{subject_id}{PARTIAL_TAG}{token}"
         p.mkdir(parents=True)
+        (p / OWNER_FILE).write_text(token)
         return p
 
+    def check_owned(self, scratch: Path, subject_id: str) -> None:
+        """Raise LesionXAIError unless ``scratch`` is still the folder ``scratch_dir`` made (its owner token intact).
+
+        Another process that removed it (and writes that recreated parts of it) must not yield a finished subject.
+        """
+        token = scratch.name.rpartition(PARTIAL_TAG)[2]
+        try:
+            owned = (scratch / OWNER_FILE).read_text() == token
+        except OSError:
+            owned = False
+        if not owned:
+            raise LesionXAIError(
+                f"subject '{subject_id}': its scratch folder '{scratch}' was removed or replaced by another process "
+                "while it was computed (another run in this --out?); not marked finished"
+            )
+
     def finalise(self, scratch: Path, subject_id: str, marker: dict[str, Any]) -> Path:
-        """Write DONE.json last into ``scratch``, then move it into place as the subject's folder; return it."""
+        """Write DONE.json last into ``scratch``, then move it into place as the subject's folder; return it.
+
+        Refuses (LesionXAIError) when the scratch folder is no longer this task's own (``check_owned``).
+        """
+        self.check_owned(scratch, subject_id)
         write_json(scratch / DONE_MARKER, marker)
+        self.check_owned(scratch, subject_id)
+        (scratch / OWNER_FILE).unlink()
         final = self.subject_dir(subject_id)
         if final.exists():  # an unfinished leftover, or a result of other settings being overwritten
             trash = self.subjects_root / f".{subject_id}{PARTIAL_TAG}old-{uuid.uuid4().hex[:8]}"

@@ -20,7 +20,7 @@ from LesionXAILib.cohort.store import METRICS_FILE, ROWS_FILE, CohortStore
 from LesionXAILib.cohort.subjects import Subject
 from LesionXAILib.errors import Cancelled, InputImageError, LesionXAIError
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.probes.files import write_json
+from LesionXAILib.atomic_write import write_json
 from LesionXAILib.progress import CancelToken, ProgressCallback, as_reporter
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from LesionXAILib.atomic_write import write_json
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.image_io import InputPair, write_volume
@@ -144,9 +145,7 @@ class Phantom:
             for name in ("wm", "gm", "csf"):
                 paths[name] = write_volume(getattr(self, name), self.geometry, out / f"{name}.nii.gz")
         json_path = out / "lesions.json"
-        tmp = json_path.with_name(json_path.name + ".partial")
-        tmp.write_text(json.dumps(self.summary(), indent=2))
-        os.replace(tmp, json_path)
+        write_json(json_path, self.summary(), allow_nan=True)
         paths["json"] = json_path
         return paths
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Mapping
 
 from LesionXAILib.probes.files import write_csv, write_json
+from LesionXAILib.run_identity import run_ids
 
 SUMMARY_COLUMNS = [
     "id", "instance_status", "voxels", "volume_mm3", "context_status", "context_needed_mm",
@@ -69,6 +70,7 @@ def write_probe_summary(out: Path, curves: Mapping[int, "ContextCurve"], instanc
     write_json(
         out / "context_probe.json",
         {
+            **run_ids(instances.labels),
             "settings": settings.to_dict(),
             "threshold": threshold,
             "min_size_voxels": instances.min_size_voxels,

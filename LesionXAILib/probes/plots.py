@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from LesionXAILib.probes.files import atomic_path
+from LesionXAILib.atomic_write import save_figure
 
 if TYPE_CHECKING:
     from LesionXAILib.probes.curve import ContextCurve
@@ -26,9 +26,7 @@ def _figure(width: float = 6.4, height: float = 4.2):
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+    return save_figure(fig, path, "png")
 
 
 def plot_context_curve(curve: "ContextCurve", path: str | os.PathLike, title: Optional[str] = None) -> Path:

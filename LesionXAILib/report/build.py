@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.probes.files import atomic_path
+from LesionXAILib.atomic_write import check_png, commit, discard, temporary_path, write_bytes, write_text
 from LesionXAILib.progress import (
     CancelToken,
     ProgressCallback,
@@ -139,8 +139,7 @@ def build_report(
         exports.append(pdf.close())
 
     document = _document(run, settings, scales, sections, panels, method, sequences, cam, ring, exports, html_path)
-    with atomic_path(html_path) as tmp:
-        tmp.write_text(document, encoding="utf-8")
+    write_text(html_path, document)
     reporter(1.0, f"report: {len(run.lesions)} lesions")
     return Report(html_path, exports, len(run.lesions), list(run.notes), scales, time.perf_counter() - start)
 
@@ -153,16 +152,19 @@ class _PdfExport:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.tmp = path.with_name(path.stem + ".partial.pdf")
+        self.tmp = temporary_path(path)
         self.pages = PdfPages(str(self.tmp))
 
     def add(self, fig) -> None:
         self.pages.savefig(fig)
 
     def close(self) -> Path:
-        self.pages.close()
-        os.replace(self.tmp, self.path)
-        return self.path
+        try:
+            self.pages.close()
+        except BaseException:
+            discard(self.tmp)
+            raise
+        return commit(self.tmp, self.path)
 
 
 def _render(fig, axes, path: Path, settings: ReportSettings, png: bool, pdf: Optional[_PdfExport], exports: list) -> RenderedFigure:
@@ -173,8 +175,7 @@ def _render(fig, axes, path: Path, settings: ReportSettings, png: bool, pdf: Opt
         return render(fig, settings.html_dpi, axes)
     full = render(fig, settings.export_dpi, axes)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(full.png)
+    write_bytes(path, full.png, check_png)
     exports.append(path)
     return downscale(full, settings.html_dpi / settings.export_dpi)
 

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from LesionXAILib.errors import InputImageError
 from LesionXAILib.geometry import Geometry
+from LesionXAILib.run_identity import RUN_ID, SEGMENTATION_ID
 
 # preference order when several methods of a kind were computed
 GRADIENT_PREFERENCE = ("smoothgrad", "gradient", "integrated_gradients", "smoothgrad_squared", "smoothgrad_abs")
@@ -104,10 +105,9 @@ def geometry_from_dict(d: dict) -> Geometry:
 
 def read_volume(path: Path, geometry: Geometry, role: str) -> np.ndarray:
     """Return the k,j,i array of a NIfTI in the run, checking it lies on the run's grid."""
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise InputImageError(f"{role} '{path}' cannot be read") from None
+    from LesionXAILib.image_io import read_checked
+
+    image = read_checked(path, role)  # declared size and stored data length checked, as for every input
     g = Geometry.from_image(image)
     if not g.almost_equal(geometry):
         raise InputImageError(f"{role} '{path}' is not on the run's grid (size {g.size} vs {geometry.size})")
@@ -233,6 +233,20 @@ def _consistent(row: dict, entry: dict) -> bool:
     return status is None or status == row.get("status")
 
 
+def check_same_run(run: Path, summary: dict, name: str, doc: dict, notes: list[str]) -> None:
+    """Refuse (InputImageError) a run file computed on another segmentation than instances.json's; note unverifiable ones."""
+    expected, found = summary.get(SEGMENTATION_ID), doc.get(SEGMENTATION_ID)
+    if expected is None or found is None:
+        notes.append(f"{name} or instances.json records no segmentation id (written by an older LesionXAI): "
+                     "not checked to belong to the same run")  # fmt: skip
+        return
+    if expected != found:
+        raise InputImageError(
+            f"'{run}' mixes runs: {name} (run {doc.get(RUN_ID, '?')}) was computed on another segmentation than "
+            f"instances.json (run {summary.get(RUN_ID, '?')}); rerun that command with this --out, or use a fresh --out"
+        )
+
+
 def load_run(run_dir: str | Path, flair: Optional[str] = None, t1: Optional[str] = None) -> RunData:
     """Return the RunData of ``run_dir``; missing optional parts become notes, a missing segmentation an error."""
     run = Path(run_dir)
@@ -252,6 +266,9 @@ def load_run(run_dir: str | Path, flair: Optional[str] = None, t1: Optional[str]
     t1_path = _resolve_input(inputs.get("t1"), t1, run, "MPRAGE", None)  # listed in the summary, not displayed
     explanations = _read_json(run / "explanations.json") if (run / "explanations.json").exists() else None
     probe = _read_json(run / "context_probe.json") if (run / "context_probe.json").exists() else None
+    for name, doc in (("explanations.json", explanations), ("context_probe.json", probe)):
+        if doc is not None:
+            check_same_run(run, summary, name, doc, notes)
     if explanations is None:
         notes.append("no explanations in this run (explanations.json missing): run 'lesionxai explain' for saliency maps")
     if probe is None:
@@ -278,7 +295,9 @@ def load_run(run_dir: str | Path, flair: Optional[str] = None, t1: Optional[str]
             else:
                 lesion.notes.append("explanations.json describes a different segmentation for this id; ignored")
         curve_path = folder / "context_curve.json"
-        curve = _read_json(curve_path) if curve_path.exists() else by_id_curve.get(lesion.id)
+        curve = None
+        if lesion.id in by_id_curve:  # a curve file of an instance the summary does not list is another run's
+            curve = _read_json(curve_path) if curve_path.exists() else by_id_curve[lesion.id]
         if curve is not None and "points" in curve:
             if _consistent(row, {"lesion_voxels": curve.get("lesion_voxels")}):
                 lesion.curve = curve

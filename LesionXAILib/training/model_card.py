@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from LesionXAILib.atomic_write import write_json, write_text
 from LesionXAILib.lesion_model import LesionModel
 
 
@@ -59,10 +60,8 @@ def record_evaluation(checkpoint: str | os.PathLike, evaluation: dict) -> Path:
 
 def _write(checkpoint: str | os.PathLike, card: dict) -> Path:
     json_path, md_path = card_paths(checkpoint)
-    tmp = json_path.with_name(json_path.name + ".partial")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, json_path)
-    md_path.write_text(render_markdown(card))
+    write_json(json_path, card, allow_nan=True)
+    write_text(md_path, render_markdown(card))
     return json_path
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 from pathlib import Path
 
 from LesionXAILib.cli.common import (
@@ -115,6 +113,6 @@ def _summary(cal) -> str:
 
 
 def _write_json(path, doc) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
+    from LesionXAILib.atomic_write import write_json
+
+    write_json(path, doc, allow_nan=True)

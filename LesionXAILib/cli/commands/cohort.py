@@ -8,7 +8,12 @@ import os
 import sys
 from typing import Optional
 
-from LesionXAILib.cli.common import add_model_arguments, add_segmentation_arguments, segmentation_settings_from_args
+from LesionXAILib.cli.common import (
+    add_image_limit_argument,
+    add_model_arguments,
+    add_segmentation_arguments,
+    segmentation_settings_from_args,
+)
 from LesionXAILib.errors import ParameterError
 
 NAME = "cohort"
@@ -26,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder with one folder per subject (flair.nii.gz, t1.nii.gz, optional lesions.nii.gz; "
                              "aliases: mprage/t1w, gt/ground_truth/lesion_mask) or a CSV manifest subject,flair,t1,gt")  # fmt: skip
     parser.add_argument("--out", required=True, help="output folder (created; an earlier run there is resumed)")
+    add_image_limit_argument(parser)
     gt = parser.add_mutually_exclusive_group()
     gt.add_argument("--gt", dest="ground_truth", action="store_const", const="require", default="auto",
                     help="require a ground-truth mask for every subject (TP/FP/FN); default: use it where present")  # fmt: skip
@@ -69,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=1, help="torch threads per subject (default 1)")
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="submit to an existing Dask cluster (its workers must see the inputs and --out at the same paths)")  # fmt: skip
+    g.add_argument("--wait", action="store_true",
+                   help="if another cohort run holds --out, wait for it to finish (default: refuse, naming that run)")  # fmt: skip
     g.add_argument("--overwrite", action="store_true", help="recompute subjects finished with other settings or another model")
     g.add_argument("--no-lesion-files", action="store_true", help="do not write per-lesion maps, curves and shells")
     g.add_argument("--correction", choices=("holm", "bh"), default="holm", help="multiple-comparison correction (default holm)")
@@ -168,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_cohort(args.input, args.out, settings, spec, workers=workers, scheduler=args.scheduler,
                             overwrite=args.overwrite, correction=args.correction, compute=not args.report_only,
-                            progress=progress, on_outcome=on_outcome, on_plan=plan)  # fmt: skip
+                            progress=progress, on_outcome=on_outcome, on_plan=plan, wait=args.wait)  # fmt: skip
     finally:
         bar.close()
     groups = ", ".join(f"{g} {n}" for g, n in (result.statistics or {}).get("groups", {}).items()) or "no instances"

@@ -10,7 +10,6 @@ context it needs -> the single-subject HTML report. Everything goes to one direc
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -151,9 +150,9 @@ def analysis_settings_from_args(args: argparse.Namespace):
 
 
 def _write_marker(out: Path, doc: dict) -> None:
-    tmp = out / (MARKER + ".partial")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, out / MARKER)
+    from LesionXAILib.atomic_write import write_json
+
+    write_json(out / MARKER, doc, allow_nan=True)
 
 
 def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:

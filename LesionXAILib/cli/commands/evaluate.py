@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     summary = {**result.summary(), "command": command_line(), "phantom_settings": phantom_settings.to_dict(), "threshold": args.threshold or model.config.threshold}
     text = json.dumps(summary, indent=2)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        from LesionXAILib.atomic_write import write_text
+
+        write_text(args.out, text + "\n")
     if args.update_card:
         from LesionXAILib.training.model_card import record_evaluation
 

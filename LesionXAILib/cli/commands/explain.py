@@ -16,6 +16,7 @@ from LesionXAILib.cli.common import (
 )
 
 NAME = "explain"
+EXPLAIN_SUMMARIES = ("explanations.json", "explanations.csv")
 HELP = "explain lesion instances per input sequence (SmoothGrad, Grad-CAM++, ...); writes maps + explanations.json"
 log = logging.getLogger("LesionXAILib.cli")
 
@@ -80,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     ids = parse_instances(args.instances)
-    subject = segment_subject_from_args(args)
+    # unknown instance ids are refused before anything is written
+    subject = segment_subject_from_args(args, clears=EXPLAIN_SUMMARIES,
+                                        check_result=lambda r: instance_targets(r.instances, ids, settings.aggregation))  # fmt: skip
     model, result, out, inputs = subject.model, subject.result, subject.out, subject.protected
     settings = apply_crop_rule(settings, model.config)  # before the default margin counts as chosen
     margin_mm, margin_source = resolve_margin(settings.roi_margin_mm, model.config, settings.aggregation)

@@ -16,6 +16,7 @@ from LesionXAILib.cli.common import (
 )
 
 NAME = "probe"
+PROBE_SUMMARIES = ("context_probe.json", "context_probe.csv")
 HELP = "perilesional-context probe: how many mm of tissue around each lesion the model needs to segment it"
 log = logging.getLogger("LesionXAILib.cli")
 
@@ -68,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
 
     ids = parse_instances(args.instances)
     settings = context_settings_from_args(args)
-    subject = segment_subject_from_args(args)
+    def check_ids(result) -> None:  # unknown ids fail before anything is written
+        for i in result.instances.ids if ids is None else ids:
+            result.instances.get(i)
+
+    subject = segment_subject_from_args(args, clears=PROBE_SUMMARIES, check_result=check_ids)
     model, result, out, protected = subject.model, subject.result, subject.out, subject.protected
     instances = result.instances
     chosen = instances.ids if ids is None else ids
-    for i in chosen:  # unknown ids fail before any probing
-        instances.get(i)
     callback, close = progress_for(args, "probe")
     curves = {}
     try:
