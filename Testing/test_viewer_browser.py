@@ -137,7 +137,8 @@ def _crop_around(png: bytes, box: dict, x: float, y: float, half: int = 30) -> n
 
 def test_server_binds_localhost_renders_offscreen_and_lists_lesions(server, expected):
     state = server.state()
-    assert state["ready"] and state["url"] == server.url and server.url.startswith("http://127.0.0.1:")
+    assert state["ready"] and state["url"] == server.base_url and server.base_url.startswith("http://127.0.0.1:")
+    assert len(server.secret) >= 40 and server.url == f"{server.base_url}?secret={server.secret}"
     assert state["render_window"] == "vtkEGLRenderWindow"
     assert sorted(state["lesion_ids"]) == sorted(expected["ids"])
     assert state["selected_id"] is None
