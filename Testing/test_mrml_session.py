@@ -532,3 +532,28 @@ def test_cam_activations_once_per_run_and_a_cancelled_lesion_resumes():
     previous = session.subject_analysis
     session.run()
     assert session.subject_analysis is not previous  # a new run: a new subject
+
+
+def test_lesions_are_outlined_in_2d_and_the_selected_one_is_highlighted_in_3d():
+    scene, _, session = fresh_session()
+    display = session.segmentation_node.GetDisplayNode()
+    # outlines by default: the map shows inside the lesion (segmentation and label layer alike)
+    assert not display.GetVisibility2DFill() and display.GetOpacity2DFill() == 0.0
+    assert display.GetVisibility2DOutline() and display.GetOpacity2DOutline() == 1.0
+    assert all(node.GetUseLabelOutline() for node in views.slice_nodes(scene))
+    # a slice view created after the run (another layout) gets the style with the next selection
+    late = views.ensure_slice_views(scene, (("Slice4", "Axial"),))[0]
+    assert not late.GetUseLabelOutline()
+    session.select_lesion(2)
+    assert late.GetUseLabelOutline()
+    selected, other = session.segment_id(2), session.segment_id(1)
+    assert display.GetSegmentOpacity3D(selected) == 1.0
+    assert display.GetSegmentOpacity3D(other) == pytest.approx(0.25)
+    session.select_lesion(1)
+    assert display.GetSegmentOpacity3D(other) == 1.0 and display.GetSegmentOpacity3D(selected) == pytest.approx(0.25)
+    # fill is optional
+    session.set_lesion_fill(True)
+    assert display.GetVisibility2DFill() and display.GetOpacity2DFill() > 0
+    assert not any(node.GetUseLabelOutline() for node in views.slice_nodes(scene))
+    session.set_lesion_fill(False)
+    assert not display.GetVisibility2DFill() and all(node.GetUseLabelOutline() for node in views.slice_nodes(scene))
