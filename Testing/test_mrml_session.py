@@ -557,3 +557,31 @@ def test_lesions_are_outlined_in_2d_and_the_selected_one_is_highlighted_in_3d():
     assert not any(node.GetUseLabelOutline() for node in views.slice_nodes(scene))
     session.set_lesion_fill(False)
     assert not display.GetVisibility2DFill() and all(node.GetUseLabelOutline() for node in views.slice_nodes(scene))
+
+
+def test_overlay_combo_refill_with_smoothgrad_unchecked_is_not_an_error():
+    """Slicer's GUI binding clears and refills the combo on module entry (index 0 = SmoothGrad FLAIR first)."""
+    from LesionXAILib.mrml.module_logic import ModuleLogic
+
+    scene, _, session = fresh_session(settings=SETTINGS.replace(methods=("gradcampp",)))
+    logic = ModuleLogic(scene)
+    choices = list(OVERLAYS)  # the combo's items (LesionXAI.py's OVERLAY_CHOICES equal these)
+    assert logic.combo_overlay(choices[0]) is None  # no session yet
+    logic.session = session
+    assert logic.combo_overlay(choices[0]) is None  # nothing shown yet: nothing to switch
+    session.select_lesion(1, "gradcampp")
+    # the refill: index 0 (a map these settings do not produce), empty text, then the saved choice back
+    for name in (choices[0], None, "", "gradcampp"):
+        overlay = logic.combo_overlay(name)
+        if overlay is not None:
+            logic.set_overlay(overlay)
+    assert session.overlay == "gradcampp"
+    foreground = {c.GetForegroundVolumeID() for c in views.composite_nodes(scene)}
+    assert foreground == {session.overlay_node("gradcampp").GetID()}
+    # a real user choice still switches
+    assert logic.combo_overlay("context_shells") == "context_shells"
+    logic.set_overlay("context_shells")
+    assert session.overlay == "context_shells"
+    # and the names the combo cannot produce are refused by the bridge as before (an explicit call)
+    with pytest.raises(ParameterError):
+        logic.set_overlay(choices[0])

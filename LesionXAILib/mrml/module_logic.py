@@ -57,6 +57,7 @@ class ModuleLogic:
         self.scene = scene
         self.cache = cache if cache is not None else ResultCache()
         self.session: Optional[LesionSession] = None
+        self.lesion_fill = False  # lesions filled in 2D (False: outlines), kept across runs
         self._models: dict[str, tuple[Optional[float], Any]] = {}
 
     def model(self, model_path: Any = DEMO_MODEL) -> Any:
@@ -121,8 +122,15 @@ class ModuleLogic:
         if plan.replaces is not None and plan.replaces is self.session:
             plan.replaces.remove_outputs()  # same FLAIR, other inputs: replace its outputs rather than pile up
         plan.session.apply_run(plan.inputs, result)
+        plan.session.set_lesion_fill(self.lesion_fill)
         self.session = plan.session
         return plan.session
+
+    def set_lesion_fill(self, fill: bool) -> None:
+        """Draw lesions filled (True) or as outlines (False) in 2D, now and for later runs."""
+        self.lesion_fill = bool(fill)
+        if self.session is not None and self.session.result is not None:
+            self.session.set_lesion_fill(self.lesion_fill)
 
     def prepare_lesion(self, lesion_id: Any, overlay: Optional[str] = None) -> "LesionPlan":
         """Check a lesion selection (main thread): its id, the overlay to show and that the inputs did not change."""
