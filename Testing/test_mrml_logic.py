@@ -168,3 +168,23 @@ def test_panel_table_and_text():
                           "transparent_below": 0.2})  # fmt: skip
     assert "-2" in signed and "0.2" in signed
     assert "mm" in legend_text({"title": "Context shells", "min": 0.0, "max": 6.0, "units": "mm"})
+
+
+def test_torch_comes_through_the_pytorch_extension_when_present_else_pip_and_never_in_testing():
+    missing = deps.install_plan(REQS, "Linux", False, versions(connected_components_3d="3.20"))
+    assert missing.torch_args and missing.requirements  # torch and monai missing
+    with_extension = deps.install_steps(missing, pytorch_utils_available=True, testing=False)
+    assert [s.kind for s in with_extension] == ["pytorch_utils", "pip"]
+    assert with_extension[0].args == (f"=={deps.TORCH_VERSION}",)  # the tested version, the extension picks the build
+    assert with_extension[1].args == tuple(missing.requirements)
+    without = deps.install_steps(missing, pytorch_utils_available=False, testing=False)
+    assert [s.kind for s in without] == ["pip_torch", "pip"] and list(without[0].args) == missing.torch_args
+    text = deps.describe_steps(with_extension)
+    assert text.startswith("1. PyTorch") and "PyTorch extension" in text and "\n2. " in text
+    with pytest.raises(deps.InstallRefused, match="testing mode never installs"):
+        deps.install_steps(missing, pytorch_utils_available=True, testing=True)
+    # nothing missing: nothing to do, in testing mode too
+    satisfied = deps.install_plan(REQS, "Linux", False, versions(torch="2.13.0", monai="1.5.0", connected_components_3d="3.20"))
+    assert deps.install_steps(satisfied, True, True) == []
+    only_packages = deps.install_plan(REQS, "Linux", False, versions(torch="2.13.0", connected_components_3d="3.20"))
+    assert [s.kind for s in deps.install_steps(only_packages, True, False)] == ["pip"]

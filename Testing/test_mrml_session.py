@@ -532,3 +532,56 @@ def test_cam_activations_once_per_run_and_a_cancelled_lesion_resumes():
     previous = session.subject_analysis
     session.run()
     assert session.subject_analysis is not previous  # a new run: a new subject
+
+
+def test_lesions_are_outlined_in_2d_and_the_selected_one_is_highlighted_in_3d():
+    scene, _, session = fresh_session()
+    display = session.segmentation_node.GetDisplayNode()
+    # outlines by default: the map shows inside the lesion (segmentation and label layer alike)
+    assert not display.GetVisibility2DFill() and display.GetOpacity2DFill() == 0.0
+    assert display.GetVisibility2DOutline() and display.GetOpacity2DOutline() == 1.0
+    assert all(node.GetUseLabelOutline() for node in views.slice_nodes(scene))
+    # a slice view created after the run (another layout) gets the style with the next selection
+    late = views.ensure_slice_views(scene, (("Slice4", "Axial"),))[0]
+    assert not late.GetUseLabelOutline()
+    session.select_lesion(2)
+    assert late.GetUseLabelOutline()
+    selected, other = session.segment_id(2), session.segment_id(1)
+    assert display.GetSegmentOpacity3D(selected) == 1.0
+    assert display.GetSegmentOpacity3D(other) == pytest.approx(0.25)
+    session.select_lesion(1)
+    assert display.GetSegmentOpacity3D(other) == 1.0 and display.GetSegmentOpacity3D(selected) == pytest.approx(0.25)
+    # fill is optional
+    session.set_lesion_fill(True)
+    assert display.GetVisibility2DFill() and display.GetOpacity2DFill() > 0
+    assert not any(node.GetUseLabelOutline() for node in views.slice_nodes(scene))
+    session.set_lesion_fill(False)
+    assert not display.GetVisibility2DFill() and all(node.GetUseLabelOutline() for node in views.slice_nodes(scene))
+
+
+def test_overlay_combo_refill_with_smoothgrad_unchecked_is_not_an_error():
+    """Slicer's GUI binding clears and refills the combo on module entry (index 0 = SmoothGrad FLAIR first)."""
+    from LesionXAILib.mrml.module_logic import ModuleLogic
+
+    scene, _, session = fresh_session(settings=SETTINGS.replace(methods=("gradcampp",)))
+    logic = ModuleLogic(scene)
+    choices = list(OVERLAYS)  # the combo's items (LesionXAI.py's OVERLAY_CHOICES equal these)
+    assert logic.combo_overlay(choices[0]) is None  # no session yet
+    logic.session = session
+    assert logic.combo_overlay(choices[0]) is None  # nothing shown yet: nothing to switch
+    session.select_lesion(1, "gradcampp")
+    # the refill: index 0 (a map these settings do not produce), empty text, then the saved choice back
+    for name in (choices[0], None, "", "gradcampp"):
+        overlay = logic.combo_overlay(name)
+        if overlay is not None:
+            logic.set_overlay(overlay)
+    assert session.overlay == "gradcampp"
+    foreground = {c.GetForegroundVolumeID() for c in views.composite_nodes(scene)}
+    assert foreground == {session.overlay_node("gradcampp").GetID()}
+    # a real user choice still switches
+    assert logic.combo_overlay("context_shells") == "context_shells"
+    logic.set_overlay("context_shells")
+    assert session.overlay == "context_shells"
+    # and the names the combo cannot produce are refused by the bridge as before (an explicit call)
+    with pytest.raises(ParameterError):
+        logic.set_overlay(choices[0])

@@ -127,7 +127,9 @@ def test_logic_only_forwards_to_module_logic():
     for name, attrs in forwarded.items():
         assert attrs <= core_methods, f"LesionXAILogic.{name} calls ModuleLogic.{attrs - core_methods}"
     expected = {"process": "run", "lesionAt": "lesion_at", "selectLesion": "select_lesion", "selectLesionAt": "select_at",
-                "setOverlay": "set_overlay", "tableRows": "table_rows", "legendText": "legend"}  # fmt: skip
+                "setOverlay": "set_overlay", "tableRows": "table_rows", "legendText": "legend",
+                "prepareRun": "prepare_run", "finishRun": "finish_run", "prepareLesion": "prepare_lesion",
+                "finishLesion": "finish_lesion", "comboOverlay": "combo_overlay", "setLesionFill": "set_lesion_fill"}  # fmt: skip
     for camel, snake in expected.items():
         assert snake in forwarded.get(camel, set()), f"LesionXAILogic.{camel} does not forward to ModuleLogic.{snake}"
     imported = set()
@@ -150,10 +152,15 @@ def test_self_test_drives_the_logic_through_the_shared_checks():
 
     logic_methods = set(methods(CLASSES["LesionXAILogic"]))
     tests = {n: f for n, f in methods(CLASSES["LesionXAITest"]).items() if n.startswith("test_")}
-    assert set(tests) == {"test_LesionXAI_EndToEnd", "test_LesionXAI_ObliqueGeometry"}
+    assert set(tests) == {"test_LesionXAI_EndToEnd", "test_LesionXAI_ObliqueGeometry", "test_LesionXAI_WidgetSmoke"}
     run_test = ast.unparse(methods(CLASSES["LesionXAITest"])["runTest"])
     for name in tests:
-        assert f"self.{name}()" in run_test
+        assert f"self.{name}" in run_test
+    # Reload and Test calls runTest() itself: a skip must be reported, not escape as a failure
+    assert "except unittest.SkipTest" in run_test and "self.skipped.append" in run_test
+    smoke = ast.unparse(tests.pop("test_LesionXAI_WidgetSmoke"))
+    assert "_requireDependencies" not in smoke and "import torch" not in smoke  # runs without the engine's dependencies
+    assert "_startJob" in smoke and "onOverlayChanged(0)" in smoke and "slicer_refusal" in smoke
     required = {"load_phantom_case", "snapshot_inputs", "check_run", "check_lesion_at", "detected_lesion",
                 "check_selection", "check_inputs_unchanged"}  # fmt: skip
     for name, fn in tests.items():
@@ -181,6 +188,52 @@ def test_click_handling_uses_the_tested_detector_and_the_crosshair():
     assert "SetAbortFlag" not in widget
 
 
+def test_long_work_runs_on_the_job_runner_polled_by_a_qtimer():
+    """Find lesions and lesion selection go through LesionXAILib.mrml.jobs (tested headless), never on the GUI thread."""
+    widget = methods(CLASSES["LesionXAIWidget"])
+    source = ast.unparse(CLASSES["LesionXAIWidget"])
+    assert "JobRunner()" in ast.unparse(widget["setup"]) and "qt.QTimer()" in ast.unparse(widget["setup"])
+    assert "'timeout()', self.onPoll" in ast.unparse(widget["setup"])
+    assert "self.jobs.poll()" in ast.unparse(widget["onPoll"])
+    # the work itself: prepared on the GUI thread, computed by the runner, finished by poll's apply callback
+    apply_button = ast.unparse(widget["onApplyButton"])
+    assert "self.jobs.cancel()" in apply_button and "prepareRun" in apply_button and "finishRun" in apply_button
+    assert "plan.compute" in apply_button and "_startJob" in apply_button
+    select = ast.unparse(widget["_select"])
+    assert "prepareLesion" in select and "finishLesion" in select and "self.jobs.busy" in select
+    # nothing computes on the GUI thread any more: no processEvents-driven progress loop, no direct selectLesion
+    assert "processParameterNode" not in source and "self.logic.selectLesion(" not in source
+    buttons = ast.unparse(widget["_updateButtons"])
+    assert "'Cancel'" in buttons and "'Find lesions'" in buttons
+    for name in ("inputsCollapsibleButton", "settingsCollapsibleButton", "lesionTable", "explainButton", "overlayComboBox"):
+        assert name in buttons, name  # disabled while a job runs
+    assert "self.jobs.busy" in ast.unparse(widget["_clickSelects"])
+
+
+def test_refusal_below_the_minimum_slicer_comes_before_anything_else():
+    setup = methods(CLASSES["LesionXAIWidget"])["setup"]
+    statements = [ast.unparse(n) for n in setup.body]
+    refusal = next(i for i, line in enumerate(statements) if "slicer_refusal(slicer.app.applicationVersion)" in line)
+    load_ui = next(i for i, line in enumerate(statements) if "loadUI" in line)
+    assert refusal < load_ui
+    branch = next(n for n in setup.body if isinstance(n, ast.If) and ast.unparse(n.test) == "self.refusal")
+    text = ast.unparse(branch)
+    assert "qt.QLabel(self.refusal)" in text and isinstance(branch.body[-1], ast.Return)
+
+
+def test_overlay_combo_asks_the_tolerant_logic_and_plots_only_on_request():
+    widget = methods(CLASSES["LesionXAIWidget"])
+    overlay = ast.unparse(widget["onOverlayChanged"])
+    assert "self.logic.comboOverlay(name)" in overlay and "if overlay is None:\n        return" in overlay
+    source = ast.unparse(CLASSES["LesionXAIWidget"])
+    assert source.count("ShowChartInLayout") == 1 and "ShowChartInLayout" in ast.unparse(widget["onShowPlot"])
+    # slice views created after setup (a new layout) are observed too, before displayable managers see events
+    assert "'layoutChanged(int)', self._installClickObservers" in ast.unparse(widget["setup"])
+    install = ast.unparse(widget["_installClickObservers"])
+    assert "if interactor in self._clickDetectors:" in install and "priority=self.CLICK_OBSERVER_PRIORITY" in install
+    assert "window/level" not in MODULE.read_text()  # not what a drag does by default in Slicer 5.x
+
+
 def test_dependencies_are_installed_only_on_request():
     logic = ast.unparse(CLASSES["LesionXAILogic"])
     assert "slicer.app.testingEnabled()" in logic
@@ -189,6 +242,13 @@ def test_dependencies_are_installed_only_on_request():
     assert not any("pip" in line for line in module_level)
     widget = ast.unparse(CLASSES["LesionXAIWidget"])
     assert "confirmOkCancelDisplay" in widget  # asks before installing
+    # torch through the PyTorch extension when present (the decision is dependencies.install_steps, tested headless)
+    install = ast.unparse(methods(CLASSES["LesionXAILogic"])["installDependencies"])
+    assert "PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False" in install
+    steps = ast.unparse(methods(CLASSES["LesionXAILogic"])["installSteps"])
+    assert "install_steps(plan, self.pyTorchUtilsAvailable(), slicer.app.testingEnabled())" in steps
+    ensure = ast.unparse(methods(CLASSES["LesionXAIWidget"])["_ensureDependencies"])
+    assert ensure.index("confirmOkCancelDisplay") < ensure.index("installDependencies") and "createProgressDialog" in ensure
 
 
 @pytest.mark.parametrize("path", ["Resources/Icons/LesionXAI.png", "Resources/UI/LesionXAI.ui", "Resources/requirements.txt"])

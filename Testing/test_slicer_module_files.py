@@ -146,3 +146,33 @@ def test_top_level_cmake_is_a_complete_extension():
         assert re.search(rf'set\(EXTENSION_{var} "[^"]+"\)', text), var
     icon = re.search(r'EXTENSION_ICONURL "[^"]*/main/([^"]+)"', text).group(1)
     assert (ROOT / icon).is_file(), f"icon URL points at {icon}, which is not in the repository"
+
+
+# the Slicer Extensions Index entry schema (Slicer/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json):
+# required keys and every allowed key with its JSON type
+INDEX_SCHEMA = "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json#"
+INDEX_REQUIRED = {"$schema", "category", "scm_url"}
+INDEX_TYPES = {"$schema": str, "category": str, "scm_url": str, "scm_revision": str, "scm_type": str,
+               "build_dependencies": list, "dicom_support_rule": str, "build_subdirectory": str, "enabled": bool,
+               "tier": int}  # fmt: skip
+
+
+def test_extensions_index_entry_matches_the_schema_and_the_cmake_metadata():
+    import json
+
+    entry = json.loads((ROOT / "LesionXAI.json").read_text())
+    assert entry["$schema"] == INDEX_SCHEMA
+    assert INDEX_REQUIRED <= set(entry) and set(entry) <= set(INDEX_TYPES), set(entry) - set(INDEX_TYPES)
+    for key, value in entry.items():
+        assert isinstance(value, INDEX_TYPES[key]), key
+    assert entry.get("scm_type", "git") in ("git", "local") and 1 <= entry.get("tier", 1) <= 5
+    assert all(isinstance(d, str) for d in entry["build_dependencies"])
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    category = re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"\)', cmake).group(1)
+    depends = re.search(r'set\(EXTENSION_DEPENDS "([^"]+)"\)', cmake).group(1).split(";")
+    homepage = re.search(r'set\(EXTENSION_HOMEPAGE "([^"]+)"\)', cmake).group(1)
+    assert entry["category"] == category and entry["build_dependencies"] == depends == ["PyTorch"]
+    assert entry["scm_url"] == homepage and entry["scm_url"].startswith("https://github.com/")
+    # the README's install section says the same
+    readme = (ROOT / "README.md").read_text()
+    assert "Slicer 5.10" in readme and "PyTorch" in readme and "Extensions Manager" in readme

@@ -137,7 +137,8 @@ def _crop_around(png: bytes, box: dict, x: float, y: float, half: int = 30) -> n
 
 def test_server_binds_localhost_renders_offscreen_and_lists_lesions(server, expected):
     state = server.state()
-    assert state["ready"] and state["url"] == server.url and server.url.startswith("http://127.0.0.1:")
+    assert state["ready"] and state["url"] == server.base_url and server.base_url.startswith("http://127.0.0.1:")
+    assert len(server.secret) >= 40 and server.url == f"{server.base_url}?secret={server.secret}"
     assert state["render_window"] == "vtkEGLRenderWindow"
     assert sorted(state["lesion_ids"]) == sorted(expected["ids"])
     assert state["selected_id"] is None
@@ -219,6 +220,20 @@ def test_click_on_a_lesion_selects_it_and_shows_its_overlay(server, page, expect
     (ARTIFACTS / "viewer-overlay-hidden.png").write_bytes(hidden)
     difference = np.abs(_crop_around(shown, box, x, y) - _crop_around(hidden, box, x, y)).max(axis=2)
     assert (difference > 30).sum() >= 4, "the overlay should colour pixels around the selected lesion"
+    # lesions are outlined, not filled: with the map hidden, the coloured label pixels of the clicked lesion
+    # enclose grey FLAIR pixels (the map shows there when visible); a filled label would have no hole
+    from scipy import ndimage
+
+    around = _crop_around(hidden, box, x, y, half=40)
+    coloured = np.abs(around - around.mean(axis=2, keepdims=True)).max(axis=2) > 40
+    components, n = ndimage.label(coloured)
+    assert n >= 1, "the lesion's outline should be drawn in colour"
+    centre = np.array(coloured.shape) / 2
+    distance = ndimage.distance_transform_edt(components == 0, return_indices=True)[1]
+    nearest = components[tuple(distance[:, int(centre[0]), int(centre[1])])]
+    outline = components == nearest
+    enclosed = ndimage.binary_fill_holes(outline) & ~outline
+    assert enclosed.sum() >= 4, "the lesion label should be an outline with its inside left to the map"
     page.keyboard.press("End")
     server.wait_for(lambda s: s["opacity"] == 1, timeout=10)
 

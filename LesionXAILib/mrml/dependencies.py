@@ -147,3 +147,49 @@ def install_plan(
         else:
             plan.requirements.append(req)
     return plan
+
+
+# ---------------------------------------------------------------- how to install (the PyTorch extension first)
+PYTORCH_EXTENSION = "PyTorch"  # the extension LesionXAI depends on (CMakeLists.txt EXTENSION_DEPENDS)
+
+
+@dataclass(frozen=True)
+class InstallStep:
+    """One install step: ``kind`` 'pytorch_utils' (args: the torch version requirement), 'pip_torch' or 'pip'."""
+
+    kind: str
+    args: tuple
+    label: str
+
+
+class InstallRefused(RuntimeError):
+    """Installing is not allowed here (testing mode): the message lists what is missing."""
+
+
+def install_steps(plan: InstallPlan, pytorch_utils_available: bool, testing: bool) -> list:
+    """Return the ordered InstallSteps for ``plan``: torch through the PyTorch extension when it is there, else pip.
+
+    The PyTorch extension's ``PyTorchUtils`` picks the CUDA or CPU build that matches this machine (as
+    TotalSegmentator and MONAIAuto3DSeg rely on); LesionXAI asks it for the tested version. Without the
+    extension, torch comes from pip as :func:`torch_install_args` says. Nothing is ever installed in
+    testing mode (:class:`InstallRefused`): a test must not download gigabytes.
+    """
+    if not plan.needed:
+        return []
+    if testing:
+        raise InstallRefused("LesionXAI's Python dependencies are missing and testing mode never installs them:\n" + plan.describe())
+    steps = []
+    if plan.torch_args:
+        if pytorch_utils_available:
+            steps.append(InstallStep("pytorch_utils", (f"=={TORCH_VERSION}",),
+                                     f"PyTorch {TORCH_VERSION} through the {PYTORCH_EXTENSION} extension (CUDA or CPU build for this machine)"))  # fmt: skip
+        else:
+            steps.append(InstallStep("pip_torch", tuple(plan.torch_args), f"PyTorch {TORCH_VERSION} with pip"))
+    if plan.requirements:
+        steps.append(InstallStep("pip", tuple(plan.requirements), "Python packages: " + ", ".join(plan.requirements)))
+    return steps
+
+
+def describe_steps(steps: list) -> str:
+    """Return the confirmation text listing each step (asked once, before anything is installed)."""
+    return "\n".join(f"{n}. {step.label}" for n, step in enumerate(steps, 1))

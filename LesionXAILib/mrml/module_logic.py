@@ -9,12 +9,13 @@ only settings change, so its output nodes are reused) and one result cache share
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.mrml.cache import ResultCache
-from LesionXAILib.mrml.session import LesionResult, LesionSession, SessionSettings
+from LesionXAILib.mrml.session import LesionResult, LesionSession, RunInputs, SessionSettings
 
 DEMO_MODEL = ""  # empty model path = the shipped demo model
 
@@ -56,6 +57,7 @@ class ModuleLogic:
         self.scene = scene
         self.cache = cache if cache is not None else ResultCache()
         self.session: Optional[LesionSession] = None
+        self.lesion_fill = False  # lesions filled in 2D (False: outlines), kept across runs
         self._models: dict[str, tuple[Optional[float], Any]] = {}
 
     def model(self, model_path: Any = DEMO_MODEL, trust_model: bool = False) -> Any:
@@ -88,6 +90,22 @@ class ModuleLogic:
         trust_model: bool = False,
     ) -> LesionSession:
         """Segment the inputs and show the lesions; reuse the session (and its nodes) when only settings changed."""
+        plan = self.prepare_run(flair_node, t1_node, ground_truth_node, model_path, settings, trust_model)
+        return self.finish_run(plan, plan.compute(progress, cancel))
+
+    def prepare_run(
+        self,
+        flair_node: Any,
+        t1_node: Any,
+        ground_truth_node: Any = None,
+        model_path: Any = DEMO_MODEL,
+        settings: SessionSettings = SessionSettings(),
+        trust_model: bool = False,
+    ) -> "RunPlan":
+        """Read the inputs for a run (main thread; the scene is not changed): compute it off the GUI thread, then finish it.
+
+        The model is loaded here (once per file; kept while it is unchanged) so that the worker only segments.
+        """
         model = self.model(model_path, trust_model)
         session = self.session
         same = (
@@ -97,15 +115,64 @@ class ModuleLogic:
             and session.ground_truth_node is ground_truth_node
             and session.model is model
         )
-        if same:
-            session.settings = settings
-        else:
-            if session is not None and session.flair_node is flair_node:
-                session.remove_outputs()  # same FLAIR, other inputs: replace its outputs rather than pile up
+        replaces = None
+        if not same:
+            replaces = session if session is not None and session.flair_node is flair_node else None
             session = LesionSession(self.scene, flair_node, t1_node, model, settings, ground_truth_node, cache=self.cache)
-        session.run(progress, cancel)
-        self.session = session
-        return session
+        assert session is not None
+        return RunPlan(session, session.prepare_run(settings), replaces)
+
+    def finish_run(self, plan: "RunPlan", result: Any) -> LesionSession:
+        """Apply a computed run to the scene (main thread) and make its session the current one; return it."""
+        if plan.replaces is not None and plan.replaces is self.session:
+            plan.replaces.remove_outputs()  # same FLAIR, other inputs: replace its outputs rather than pile up
+        plan.session.apply_run(plan.inputs, result)
+        plan.session.set_lesion_fill(self.lesion_fill)
+        self.session = plan.session
+        return plan.session
+
+    def set_lesion_fill(self, fill: bool) -> None:
+        """Draw lesions filled (True) or as outlines (False) in 2D, now and for later runs."""
+        self.lesion_fill = bool(fill)
+        if self.session is not None and self.session.result is not None:
+            self.session.set_lesion_fill(self.lesion_fill)
+
+    def prepare_lesion(self, lesion_id: Any, overlay: Optional[str] = None) -> "LesionPlan":
+        """Check a lesion selection (main thread): its id, the overlay to show and that the inputs did not change."""
+        session = self.require_session()
+        reason = session.needs_run()
+        if reason:
+            raise ParameterError(reason)
+        if session.inputs_changed():
+            raise ParameterError("an input volume changed since the lesions were found; find them again")
+        try:
+            number = int(lesion_id)
+        except (TypeError, ValueError):
+            number = -1
+        if number not in session.instance_ids:
+            raise ParameterError(f"no lesion {lesion_id!r} in this segmentation")
+        return LesionPlan(session, number, self.resolve_overlay(overlay))
+
+    def finish_lesion(self, plan: "LesionPlan", result: LesionResult) -> LesionResult:
+        """Show a lesion computed off the GUI thread (main thread); return it."""
+        if plan.session is not self.session:
+            raise ParameterError("the lesions were found again while this one was computed; select it again")
+        plan.session.show_lesion(result, plan.overlay)
+        return result
+
+    def combo_overlay(self, name: Optional[str]) -> Optional[str]:
+        """Return the overlay to show for a combo-box choice, or None to leave the display alone.
+
+        Slicer's GUI binding clears and refills the combo on every module entry, which reports index 0
+        (or an empty text) before the saved choice returns; with no lesion shown, or a map these settings
+        do not produce, there is nothing to switch and that is not an error.
+        """
+        session = self.session
+        if session is None or session.result is None or session.selected_id is None or not name:
+            return None
+        if name not in session.available_overlays():
+            return None
+        return None if name == session.overlay else name
 
     def require_session(self) -> LesionSession:
         """Return the current session or raise a clear error before the first run."""
@@ -151,6 +218,32 @@ class ModuleLogic:
         """Forget the session (its nodes stay in the scene) and the cache, e.g. when the scene is closed."""
         self.session = None
         self.cache.clear()
+
+
+@dataclass
+class RunPlan:
+    """A run read from the scene (``ModuleLogic.prepare_run``): ``compute`` it anywhere, then ``finish_run`` it."""
+
+    session: LesionSession
+    inputs: RunInputs
+    replaces: Optional[LesionSession] = None  # the session whose outputs the finished run replaces
+
+    def compute(self, progress: Any = None, cancel: Any = None) -> Any:
+        """Segment (no MRML: a worker thread may run this); return the SegmentationResult."""
+        return self.session.compute_run(self.inputs, progress, cancel)
+
+
+@dataclass
+class LesionPlan:
+    """A checked lesion selection (``ModuleLogic.prepare_lesion``): ``compute`` it anywhere, then ``finish_lesion``."""
+
+    session: LesionSession
+    lesion_id: int
+    overlay: str
+
+    def compute(self, progress: Any = None, cancel: Any = None) -> LesionResult:
+        """Explain the lesion and probe its context (no MRML: a worker thread may run this)."""
+        return self.session.compute_lesion(self.lesion_id, progress, cancel)
 
 
 # ---------------------------------------------------------------- text for the module panel

@@ -118,15 +118,31 @@ class DisplaySettings:
     front end drawing its own colour bar from ``legend()`` turns them off). ``segmentation_in_slices``:
     draw the segmentation node in the 2D views as well as the instance label layer (both show the same
     lesions; the label layer alone halves the lesion drawing per slice render). ``foreground_opacity``:
-    initial overlay opacity (``set_overlay_opacity`` changes it).
+    initial overlay opacity (``set_overlay_opacity`` changes it). ``lesion_fill_2d``: lesions drawn filled
+    in the 2D views; off (the default) they are outlines, so the explanation map shows *inside* each
+    lesion, where the attribution the paper reports lives. ``dimmed_opacity_3d``: 3D opacity of the
+    lesions other than the selected one (which stays opaque, so it stands out).
     """
 
     view_legends: bool = True
     segmentation_in_slices: bool = True
     foreground_opacity: float = views.FOREGROUND_OPACITY
+    lesion_fill_2d: bool = False
+    dimmed_opacity_3d: float = 0.25
 
     def __post_init__(self) -> None:
         _check_opacity(self.foreground_opacity)
+        _check_opacity(self.dimmed_opacity_3d)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What ``LesionSession.prepare_run`` read from the scene for one segmentation (no MRML objects inside)."""
+
+    pair: Any  # InputPair on the FLAIR grid
+    ground_truth: Optional[np.ndarray]
+    stamps: tuple  # the input nodes' fingerprints when read
+    settings: SessionSettings
 
 
 def _check_opacity(opacity: float) -> float:
@@ -377,32 +393,56 @@ class LesionSession:
     def run(self, progress: Any = None, cancel: Any = None) -> Any:
         """Segment the inputs and show the instances (segments, label map, probability, table); return the SegmentationResult."""
         from LesionXAILib.progress import as_reporter
+
+        reporter = as_reporter(progress, cancel)
+        reporter(0.0, "reading the input volumes")
+        inputs = self.prepare_run()
+        result = self.compute_run(inputs, reporter.sub(0.0, 0.9))
+        reporter(0.9, "adding segments and table to the scene")
+        self.apply_run(inputs, result)
+        reporter(1.0, f"{len(result.instances.ids)} lesions")
+        return result
+
+    def prepare_run(self, settings: Optional[SessionSettings] = None) -> "RunInputs":
+        """Read what ``run`` segments from the input nodes (main thread: reads MRML); the scene is not changed.
+
+        ``settings`` (default: the current ones) become the session's settings when the run is applied.
+        """
+        settings = self._settings if settings is None else settings
+        if not isinstance(settings, SessionSettings):
+            raise ParameterError(f"settings must be SessionSettings, got {type(settings).__name__}")
+        stamps = self._stamps()
+        pair, gt = self.read_inputs()
+        return RunInputs(pair, gt, stamps, settings)
+
+    def compute_run(self, inputs: "RunInputs", progress: Any = None, cancel: Any = None) -> Any:
+        """Load the model and segment ``inputs`` without touching the scene (a worker thread may run it)."""
+        from LesionXAILib.progress import as_reporter
         from LesionXAILib.segmentation import segment
 
         reporter = as_reporter(progress, cancel)
         reporter(0.0, "loading the model")
         model = self.model
-        reporter(0.02, "reading the input volumes")
-        stamps = self._stamps()
-        pair, gt = self.read_inputs()
-        settings = self._settings
-        result = segment(pair, model, settings.segmentation_settings(), gt, reporter.sub(0.05, 0.9))
-        reporter(0.9, "adding segments and table to the scene")
+        return segment(inputs.pair, model, inputs.settings.segmentation_settings(), inputs.ground_truth, reporter.sub(0.05, 1.0))
+
+    def apply_run(self, inputs: "RunInputs", result: Any) -> None:
+        """Make ``result`` the session's segmentation and show it in the scene (main thread)."""
         from LesionXAILib.analysis import SubjectAnalysis
 
+        if inputs.stamps != self._stamps():
+            raise InputImageError("an input volume changed while the lesions were being found; find them again")
+        self._settings = inputs.settings
         self._result = result
-        self._subject = SubjectAnalysis(model, result)
+        self._subject = SubjectAnalysis(self.model, result)
         with self._lock:
             self._partials.clear()
-        self._run_settings = settings
-        self._input_stamps = stamps
-        self._input_digest = digest_arrays(pair.flair, pair.t1, pair.geometry.to_dict(), gt)
+        self._run_settings = inputs.settings
+        self._input_stamps = inputs.stamps
+        self._input_digest = digest_arrays(inputs.pair.flair, inputs.pair.t1, inputs.pair.geometry.to_dict(), inputs.ground_truth)
         self.selected_id = None
         self._shown = None
         self._written.clear()
         self._show_segmentation(result)
-        reporter(1.0, f"{len(result.instances.ids)} lesions")
-        return result
 
     @property
     def result(self) -> Any:
@@ -441,6 +481,7 @@ class LesionSession:
         for node in (out.labels, out.segmentation, out.probability, out.table):
             hierarchy.place_in_folder(scene, node, out.folder)
         out.segmentation.GetDisplayNode().SetVisibility2D(bool(self.display.segmentation_in_slices))
+        self._apply_lesion_style()
         for node in list(out.overlays.values()) + [out.shells]:  # maps of a previous run's lesion are stale now
             if node is not None:
                 node.SetAttribute("LesionXAI.lesion_id", "")
@@ -629,6 +670,34 @@ class LesionSession:
             views.jump_slices_to(self.scene, result.centroid_ras)
         if self._segment_ids.get(lesion_id):
             out.segmentation.GetDisplayNode().SetSegmentVisibility(self._segment_ids[lesion_id], True)
+        self._apply_lesion_style()
+
+    def set_lesion_fill(self, fill: bool) -> None:
+        """Draw the lesions filled (True) or as outlines (False, the default) in every 2D view."""
+        self.display = dataclasses.replace(self.display, lesion_fill_2d=bool(fill))
+        self._apply_lesion_style()
+
+    def _apply_lesion_style(self) -> None:
+        """Outline or fill the lesions in 2D (label layer and segmentation), and highlight the selected one in 3D.
+
+        Applied on every show, so slice views created after the run (a new layout) get the style too.
+        """
+        fill = bool(self.display.lesion_fill_2d)
+        views.set_label_outline(self.scene, not fill)
+        node = self._out.segmentation
+        if node is None:
+            return
+        display = node.GetDisplayNode()
+        was = display.StartModify()
+        display.SetVisibility2DFill(fill)
+        display.SetOpacity2DFill(0.5 if fill else 0.0)
+        display.SetVisibility2DOutline(True)
+        display.SetOpacity2DOutline(1.0)
+        selected = self._segment_ids.get(self.selected_id) if self.selected_id is not None else None
+        for segment_id in self._segment_ids.values():
+            highlight = selected is None or segment_id == selected
+            display.SetSegmentOpacity3D(segment_id, 1.0 if highlight else float(self.display.dimmed_opacity_3d))
+        display.EndModify(was)
 
     def default_overlay(self) -> str:
         """Return the overlay shown when none is named: SmoothGrad FLAIR if computed, else the first map."""

@@ -79,6 +79,15 @@ def set_layers(
     return len(nodes)
 
 
+def set_label_outline(scene: Any, outline: bool = True) -> int:
+    """Draw the label layer of every slice view as outlines (True) or filled (False); return how many views."""
+    nodes = slice_nodes(scene)
+    for node in nodes:
+        if bool(node.GetUseLabelOutline()) != bool(outline):
+            node.SetUseLabelOutline(bool(outline))
+    return len(nodes)
+
+
 def set_foreground(scene: Any, foreground: Any) -> None:
     """Set only the foreground volume of every composite node."""
     for composite in composite_nodes(scene):

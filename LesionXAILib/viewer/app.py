@@ -27,6 +27,7 @@ from LesionXAILib.errors import LesionXAIError
 from LesionXAILib.viewer.clicks import Click, ClickDetector
 from LesionXAILib.viewer.headless import configure_offscreen, prepare_view, render_window_class
 from LesionXAILib.viewer.requests import LesionRequest, LesionWorker
+from LesionXAILib.viewer.security import StateGuard, check_opacity, new_secret, sort_checker
 
 log = logging.getLogger("LesionXAILib.viewer")
 
@@ -94,6 +95,11 @@ class LesionViewer:
         self.last_click: Optional[dict[str, Any]] = None
         self.pending_id: Optional[int] = None
         self.url: Optional[str] = None
+        self.secret = new_secret()  # per launch: the page gets it in its URL, other sites never see it
+        self.bind_host = ""  # the --host given (serve() sets it): a name the Host header may carry
+        self._good: dict[str, Any] = {"lx_overlay": DEFAULT_OVERLAY, "lx_opacity": DEFAULT_OPACITY}
+        self.state_guard = self._make_state_guard()
+        self.refused: list[dict[str, str]] = []  # client values refused (latest 50; tests read them)
         self.ready = threading.Event()
         self.cancelled: list[int] = []  # lesion ids whose computation a newer request cancelled (latest 50)
         self.precomputed: list[int] = []  # lesion ids computed in the background
@@ -163,7 +169,8 @@ class LesionViewer:
         names = session.available_overlays()
         overlay = self.state.lx_overlay if self.state.lx_overlay in names else session.default_overlay()
         self._overlay_choice = overlay
-        session.set_overlay_opacity(float(self.state.lx_opacity))
+        self._good["lx_overlay"] = overlay
+        session.set_overlay_opacity(float(self._good["lx_opacity"]))
         with self.state:
             self.state.lx_overlay_items = overlay_items(names)
             self.state.lx_overlay = overlay
@@ -183,10 +190,43 @@ class LesionViewer:
 
     # --------------------------------------------------------------- lifecycle
 
+    def _make_state_guard(self) -> StateGuard:
+        from LesionXAILib.viewer.panel import TABLE_COLUMNS
+
+        def overlay(value: Any) -> str:
+            names = self.session.available_overlays() if self.session is not None else (self._good["lx_overlay"],)
+            if not isinstance(value, str) or value not in names:
+                raise ValueError(f"unknown overlay {str(value)[:40]!r} (available: {', '.join(names)})")
+            return value
+
+        return StateGuard(
+            {"lx_overlay": overlay, "lx_opacity": check_opacity, "lx_sort": sort_checker(k for k, _ in TABLE_COLUMNS)}
+        )
+
     def _on_server_bind(self, wslink_server: Any) -> None:
+        from LesionXAILib.viewer.security import guard_middleware, harden_wslink
         from LesionXAILib.viewer.server import add_routes
 
         add_routes(wslink_server.app, self)
+        wslink_server.app.middlewares.append(guard_middleware(self.bind_host))
+        harden_wslink(wslink_server, self.state_guard, self._on_client_refused, self._on_client_error)
+
+    def _on_client_refused(self, refused: list[tuple[str, str]]) -> None:
+        """Client values the guard refused: say why in the panel and push the last good values back."""
+        for key, reason in refused:
+            log.warning("refused client value for %s: %s", key or "?", reason)
+        self.refused = (self.refused + [{"key": k, "reason": r} for k, r in refused])[-50:]
+        with self.state:
+            self.state.lx_error = "Refused: " + "; ".join(f"{k}: {r}" if k else r for k, r in refused)[:300]
+        keys = [k for k, _ in refused if k in self.state_guard.checkers]
+        if keys:
+            self.server.force_state_push(*keys)
+
+    def _on_client_error(self, name: str, exc: BaseException) -> None:
+        """A client call failed (logged with its traceback by the guard): one line in the panel."""
+        with self.state:
+            self.state.lx_busy = False
+            self.state.lx_error = _one_line(exc)
 
     def _on_server_ready(self, **_: Any) -> None:
         self.loop = asyncio.get_event_loop()
@@ -244,8 +284,21 @@ class LesionViewer:
         self.select(int(lesion_id), t0)
 
     def select_from_table(self, lesion_id: Any) -> None:
-        """Select a lesion from its table row (exactly what a click on it does)."""
-        self.select(int(lesion_id), time.perf_counter())
+        """Select a lesion from its table row (exactly what a click on it does); a bad id is a panel error."""
+        t0 = time.perf_counter()
+        ids = [] if self.session is None else [int(i) for i in self.session.instance_ids]
+        if isinstance(lesion_id, bool) or not isinstance(lesion_id, (int, float, str)):
+            lesion_id = None
+        try:
+            number = int(lesion_id)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            number = None
+        if number is None or number not in ids:
+            log.warning("table selection of an unknown lesion %r", lesion_id)
+            with self.state:
+                self.state.lx_error = f"No lesion {str(lesion_id)[:40]!r} in this subject."
+            return
+        self.select(number, t0)
 
     def select(self, lesion_id: int, t0: Optional[float] = None) -> None:
         """Select lesion ``lesion_id``: show it now if cached, else compute it on the worker and show it when done.
@@ -377,7 +430,7 @@ class LesionViewer:
 
     def _show(self, result: Any, t0: Optional[float], compute_s: float) -> None:
         """Show a computed lesion through the bridge (main thread) and mirror it into the panel."""
-        overlay = self.state.lx_overlay
+        overlay = self._good["lx_overlay"]
         complete = bool(getattr(result, "complete", True))
         with self.state:
             t_bridge = time.perf_counter()
@@ -465,7 +518,7 @@ class LesionViewer:
     def _refresh_legend(self) -> None:
         from LesionXAILib.viewer.panel import legend_view
 
-        overlay = self.state.lx_overlay
+        overlay = self._good["lx_overlay"]
         try:
             legend = self.session.legend(overlay)
         except Exception as exc:  # no legend before a lesion is shown, for some overlays
@@ -479,8 +532,12 @@ class LesionViewer:
         return getattr(settings, "max_radius_mm", None)
 
     def _overlay_changed(self, lx_overlay: str, **_: Any) -> None:
-        self._overlay_choice = lx_overlay
         if self.session is None:
+            return
+        try:
+            self.state_guard.checkers["lx_overlay"](lx_overlay)
+        except ValueError as exc:
+            self._revert("lx_overlay", f"Overlay not available: {exc}")
             return
         error = ""
         if self.session.selected_id is not None:
@@ -488,19 +545,34 @@ class LesionViewer:
                 self.session.set_overlay(lx_overlay)
                 self._apply_opacity()
             except LesionXAIError as exc:  # e.g. a map this lesion's explainers did not produce
-                error = f"Overlay not available: {exc}"
+                self._revert("lx_overlay", f"Overlay not available: {exc}")
+                return
+        self._overlay_choice = lx_overlay
+        self._good["lx_overlay"] = lx_overlay
         with self.state:
             self.state.lx_error = error
             self._refresh_legend()
 
     def _opacity_changed(self, lx_opacity: float, **_: Any) -> None:
+        try:
+            self._good["lx_opacity"] = check_opacity(lx_opacity)
+        except ValueError as exc:
+            self._revert("lx_opacity", str(exc))
+            return
         self._apply_opacity()
+
+    def _revert(self, key: str, message: str) -> None:
+        """Put ``key`` back to its last good value (a bad value must not break later displays); show ``message``."""
+        log.warning("%s: %s; keeping %r", key, message, self._good[key])
+        with self.state:
+            self.state[key] = self._good[key]
+            self.state.lx_error = message
 
     def _apply_opacity(self) -> None:
         """Apply the opacity slider to the overlay layer through the bridge (which keeps it across selections)."""
         if self.session is None:
             return
-        self.session.set_overlay_opacity(float(self.state.lx_opacity))
+        self.session.set_overlay_opacity(float(self._good["lx_opacity"]))
         for view in self.slice_views():  # a composite-node opacity change alone does not ask trame-slicer for a frame
             view.schedule_render()
 
@@ -530,6 +602,7 @@ class LesionViewer:
             "opacity": self.state.lx_opacity,
             "title": self.state.lx_title,
             "error": self.state.lx_error,
+            "refused": list(self.refused),
             "clicks": self.clicks,
             "cancelled": list(self.cancelled),
             "precomputed": list(self.precomputed),
@@ -565,6 +638,15 @@ def _view_layout(show_3d: bool) -> Any:
         [ViewLayoutDefinition.axial_view(), Layout(LayoutDirection.Vertical, right)],
         flex_sizes=["3", "2"],
     )
+
+
+def _one_line(exc: BaseException) -> str:
+    """Return an error as one short line for the panel (the engine's own errors by message, others by type)."""
+    if isinstance(exc, LesionXAIError):
+        text = str(exc)
+    else:
+        text = f"internal error ({type(exc).__name__}); details are in the server's log"
+    return " ".join(text.split())[:300]
 
 
 def _memory_mb(key: str) -> Optional[float]:

@@ -17,12 +17,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from LesionXAILib.viewer.security import SECRET_PARAMETER
 from LesionXAILib.viewer.server import STATE_ROUTE, URL_PREFIX
 
 CHROMIUM = os.environ.get("LESIONXAI_CHROMIUM", "/usr/bin/chromium")
@@ -52,7 +54,9 @@ class ViewerServer:
     def __init__(self, args: Sequence[str], log_path: Optional[str | os.PathLike] = None, env: Optional[dict] = None) -> None:
         self.args = list(args)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.base_url = f"http://127.0.0.1:{self.port}/"
+        self.url = self.base_url  # the page URL with the launch's secret once started (read from its output)
+        self.secret = ""
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="lesionxai-view-", suffix=".log")[1])
         self.env = dict(os.environ if env is None else env)
         self.process: Optional[subprocess.Popen] = None
@@ -68,8 +72,11 @@ class ViewerServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"viewer exited with code {self.process.returncode} before serving:\n{self.log_tail()}")
-            if URL_PREFIX in self.log_path.read_text(errors="replace"):
+            printed = self.log_path.read_text(errors="replace")
+            if URL_PREFIX in printed:
                 self.start_seconds = time.perf_counter() - t0
+                self.url = printed.split(URL_PREFIX, 1)[1].split()[0]
+                self.secret = urllib.parse.parse_qs(urllib.parse.urlsplit(self.url).query).get(SECRET_PARAMETER, [""])[0]
                 return self
             time.sleep(0.1)
         self.stop()
@@ -84,7 +91,8 @@ class ViewerServer:
 
     def state(self, timeout: float = 10.0) -> dict[str, Any]:
         """Return the server's /lesionxai/state snapshot."""
-        with urllib.request.urlopen(self.url.rstrip("/") + STATE_ROUTE, timeout=timeout) as response:
+        query = urllib.parse.urlencode({SECRET_PARAMETER: self.secret})
+        with urllib.request.urlopen(f"{self.base_url.rstrip('/')}{STATE_ROUTE}?{query}", timeout=timeout) as response:
             return json.loads(response.read().decode())
 
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 60.0, interval: float = 0.05) -> dict[str, Any]:

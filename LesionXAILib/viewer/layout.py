@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from LesionXAILib.viewer.app import LesionViewer
 
 PANEL_WIDTH_PX = 440
+SELECT_ROW_TRIGGER = "lx_select_row"
 APP_BAR_HEIGHT_PX = 48
 
 PAGE_STYLE = """
@@ -136,13 +137,15 @@ def _lesion_table(viewer: "LesionViewer") -> None:
     from trame.widgets import html
     from trame.widgets import vuetify3 as v3
 
+    # a named trigger (not trame's generated one): scripts and the security tests call it by this name
+    viewer.server.controller.trigger(SELECT_ROW_TRIGGER)(viewer.select_from_table)
     with v3.VDataTable(
         headers=("lx_headers",), items=("lx_rows",), item_value="id", density="compact", items_per_page=-1,
         hover=True, id="lx-table", sort_by=("lx_sort", [{"key": "id", "order": "asc"}]),
     ):  # fmt: skip
         with v3.Template(v_slot_item="{ item }"):
             with html.Tr(
-                click=(viewer.select_from_table, "[item.id]"),
+                click=f"trigger('{SELECT_ROW_TRIGGER}', [item.id])",
                 classes=("item.id === lx_selected_id ? 'lx-row lx-row-selected' : 'lx-row'",),
                 id=("`lx-row-${item.id}`",),
             ):

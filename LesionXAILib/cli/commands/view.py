@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precompute < 0:
         raise ParameterError(f"--precompute must be >= 0, got {args.precompute}")
     if args.host not in LOOPBACK_HOSTS:
-        log.warning("binding to %s: anyone who can reach this machine can open the viewer (no authentication)", args.host)
+        log.warning("binding to %s: anyone who can reach this machine and has the printed URL (its secret) can open the viewer", args.host)
     settings = session_settings_from_args(args)
     model = load_model_from_args(args)
 
