@@ -12,7 +12,7 @@ that reach depends on the weights. So:
   ``~/.cache/lesionxai``). If no measured margin passes, the model is explained on the whole volume. No margin is assumed.
 * **Per lesion, checked.** Before a lesion is explained on its crop (margin m), one plain gradient of
   its target (no noise; for max aggregation, of the logit of the lesion voxel nearest its centroid and
-  of the one farthest from it) is taken on the working crop and on a wider crop (margin
+  of the voxel farthest from that one) is taken on the working crop and on a wider crop (margin
   ``WIDEN_FACTOR`` x m, at least m + ``MIN_WIDEN_MM``); the wider crop is the reference:
   ``captured`` = share of its |gradient| (all channels) inside the working crop, ``pearson_r`` = r of
   the two gradients over the wider crop. Both are *estimates* of the whole-volume figures (attribution
@@ -216,8 +216,8 @@ def check_voxels(mask: np.ndarray, aggregation: str) -> list[np.ndarray]:
         return [np.asarray(mask, dtype=bool)]
     idx = np.argwhere(mask)
     centre = idx.mean(0)
-    d = ((idx - centre) ** 2).sum(1)
-    picks = sorted({int(np.argmin(d)), int(np.argmax(d))})
+    nearest = int(np.argmin(((idx - centre) ** 2).sum(1)))
+    picks = sorted({nearest, int(np.argmax(((idx - idx[nearest]) ** 2).sum(1)))})  # and the farthest from it
     out = []
     for p in picks:
         m = np.zeros(mask.shape, bool)
@@ -448,3 +448,15 @@ def checked_fidelity(
     if memo is not None:
         memo[key] = (margin, fid)
     return margin, fid
+
+
+def write_run_calibration(model: LesionModel, out_dir, protected=()) -> Optional[Path]:
+    """Write the model's stored calibration record (if any, not a config one) as ``<out_dir>/margin_calibration.json``."""
+    record = calibration_record(model_fingerprint(model))
+    if record is None:
+        return None
+    path = Path(out_dir) / "margin_calibration.json"
+    if any(Path(p).resolve() == path.resolve() for p in protected if p is not None):
+        raise ParameterError(f"refusing to overwrite the input file {path}")
+    path.write_text(json.dumps({"fingerprint": model_fingerprint(model), **record}, indent=2))
+    return path

@@ -73,20 +73,26 @@ def run(args: argparse.Namespace) -> int:
     """Segment one subject, explain the chosen instances, write maps and statistics; return the exit code."""
     from tqdm import tqdm
 
+    from LesionXAILib.analysis import SubjectAnalysis
     from LesionXAILib.explain.api import instance_targets, iter_explanations
+    from LesionXAILib.explain.fidelity import write_run_calibration
     from LesionXAILib.explain.output import write_explanations
-    from LesionXAILib.explain.settings import resolve_margin
 
     settings = settings_from_args(args)
     ids = parse_instances(args.instances)
     subject = segment_subject_from_args(args)
     model, result, out, inputs = subject.model, subject.result, subject.out, subject.protected
-    margin_mm, margin_source = resolve_margin(settings.roi_margin_mm, model.config, settings.aggregation)
-    settings = settings.replace(roi_margin_mm=margin_mm)
     targets = instance_targets(result.instances, ids, settings.aggregation)
+    # an uncalibrated model is calibrated here, on this subject's lesions (once per model: cached by its weights)
+    shared = SubjectAnalysis(model, result)
+    settings = shared.margin_settings(settings)
+    margin_source = shared.margin_source or ("whole-volume" if settings.full_volume else "chosen")
     log.info("%d instances found; explaining %d with %s", len(result.instances.instances), len(targets), ", ".join(settings.methods))
     if not settings.full_volume:
-        log.info("crop margin %g mm around each lesion%s (%s)", margin_mm, " voxel" if settings.aggregation == "max" else "", margin_source)
+        log.info("crop margin %g mm around each lesion%s (%s; checked per lesion)", settings.roi_margin_mm,
+                 " voxel" if settings.aggregation == "max" else "", margin_source)  # fmt: skip
+    else:
+        log.info("whole volume per lesion (%s)", margin_source)
     rows = []
     bar = tqdm(total=len(targets), desc="explain", unit="lesion", disable=bool(getattr(args, "quiet", False)), dynamic_ncols=True)
 
@@ -102,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     rows.sort(key=lambda r: r["instance_id"])
     write_explanations(out, rows, settings, result, margin_source)
+    if margin_source == "auto-calibrated":
+        write_run_calibration(model, out, inputs)
+    flagged = [r["instance_id"] for r in rows if r.get("fidelity", {}).get("flag")]
+    if flagged:
+        log.warning("fidelity below the rule or unchecked for instance(s) %s (see explanations.json)", flagged)
     seconds = sum(r["seconds"] for r in rows)
     log.info("explained %d instances in %.1f s -> %s", len(rows), seconds, out / "explanations.json")
     return 0
