@@ -187,12 +187,13 @@ def margin_settings(
 
 def _check_layer(model: LesionModel, settings: ExplainSettings) -> Optional[tuple[str, torch.nn.Module]]:
     """Return the CAM layer the fidelity check also measures (the chosen or default one; None if there is none)."""
-    try:
+    if settings.cam_methods:
         return resolve_layer(model, settings.cam_layer)
-    except ParameterError:
-        if settings.cam_methods:
-            raise
-        return None  # no CAM layer to report on; the input-gradient check does not need one
+    try:
+        layer = resolve_layer(model, settings.cam_layer)
+    except (ParameterError, RuntimeError):  # no (hookable) CAM layer, e.g. TorchScript: the input check needs none
+        return None
+    return layer if not isinstance(layer[1], torch.jit.ScriptModule) else None
 
 
 def _fidelity_plan(model, image, mask, geometry, settings, source, layer, memo) -> tuple[Optional[float], dict]:
