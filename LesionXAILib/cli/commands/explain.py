@@ -22,7 +22,7 @@ log = logging.getLogger("LesionXAILib.cli")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM, METHODS
+    from LesionXAILib.explain.settings import AGGREGATIONS, METHODS
 
     add_input_arguments(parser)
     add_output_arguments(parser)
@@ -40,9 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients path steps (default 32)")
     g.add_argument("--margin-mm", type=float, default=None,
-                   help=f"crop margin in mm around each lesion or, with max aggregation, around each lesion voxel (default: the "
-                        f"model's calibrated margin, see `lesionxai calibrate`; else {DEFAULT_ROI_MARGIN_MM:g} / {DEFAULT_MAX_ROI_MARGIN_MM:g} mm, "
-                        "measured on the demo model)")  # fmt: skip
+                   help="crop margin in mm around each lesion or, with max aggregation, around each lesion voxel (default: the "
+                        "model's calibrated margin, see `lesionxai calibrate`; an uncalibrated model is calibrated on this subject "
+                        "the first time, cached by its weights). Every lesion's crop is checked against a wider one and widened "
+                        "(or explained on the whole volume) below r 0.995 / captured 0.98")  # fmt: skip
     g.add_argument("--full-volume", action="store_true", help="evaluate the whole volume per instance (slow reference)")
     g.add_argument("--cam-layer", default=None, help="module name of the CAM layer (default: model.1.submodule.2 for MONAI UNets)")
     g.add_argument("--batch-size", type=int, default=None, help="network copies per pass (default: from the crop size)")
