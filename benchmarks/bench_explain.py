@@ -10,17 +10,24 @@ Same network, subject (a phantom with >= 10 lesions), noise draws and settings f
 The crop margin is the network's own: before timing, the network is calibrated as `lesionxai
 calibrate` does (explain/margin_calibration.py: margin -> fidelity against whole-volume maps on a
 *different* phantom, --calibration-seed; smallest margin with r >= 0.995 and captured >= 0.98 on
-every lesion), untimed and reported; LesionXAI is then timed with the calibrated model and, for
-comparison, with the uncalibrated default margins (measured on the demo model). --margin-mm skips
-the calibration and times that margin. Each worker runs in its own subprocess (peak RSS per
-method). The naive loop uses LesionXAI's positional noise, so Pearson r between the maps measures
-the crop alone; its noise generation is left out of its timing (in the baseline's favour), while
-LesionXAI's time is the whole explain call (noise, crops, statistics, full-grid maps). Wall and
-process CPU time are both reported: on a machine shared with other work the CPU-time ratio is the
-steadier one. Both workers first run one untimed pass (convolution kernels are built on first use
-of a shape); LesionXAI's cold first call is printed too.
+every lesion), untimed and reported. LesionXAI is then timed in up to three variants (--variants):
+'guarded' (calibrated model, the per-lesion fidelity guard on: what users get), 'unchecked' (the
+same, guard off: the guard's cost is the difference, same run) and 'auto' (the uncalibrated model,
+calibrated automatically on the timed subject first; that one-time cost is printed separately).
+Per lesion the maps are compared with the naive full-volume maps (Pearson r and captured |attribution|:
+*measured*), next to the guard's own figures (captured and r against its wider reference crop:
+*estimated*). --margin-mm skips the calibration and times that margin. --bn-stats phantom gives a
+randomly initialised network realistic batch-norm statistics (train-mode passes on phantom crops,
+explain_subject.set_phantom_bn_stats), whose reach is far longer than with BN defaults. Each worker
+runs in its own subprocess (peak RSS per method). The naive loop uses LesionXAI's positional noise,
+so Pearson r between the maps measures the crop alone; its noise generation is left out of its
+timing (in the baseline's favour), while LesionXAI's time is the whole explain call (fidelity
+checks, noise, crops, statistics, full-grid maps). Wall and process CPU time are both reported: on
+a machine shared with other work the CPU-time ratio is the steadier one. Both workers first run one
+untimed pass (convolution kernels are built on first use of a shape); LesionXAI's cold first call
+is printed too.
 
-    .venv/bin/python benchmarks/bench_explain.py [--config ies-unet] [--samples 16] [--naive-lesions 3]
+    .venv/bin/python benchmarks/bench_explain.py [--config ies-unet --bn-stats phantom] [--samples 16] [--naive-lesions 3]
 """
 
 from __future__ import annotations
