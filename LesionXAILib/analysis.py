@@ -87,6 +87,10 @@ class LesionAnalysis:
                     row[f"{key}_{name}"] = _finite_or_none(stats[key].get(name))
             for method, share in sorted(stats.get("flair_share", {}).items()):
                 row[f"{method}_flair_share"] = _finite_or_none(share)
+            if self.explanation.fidelity:
+                from LesionXAILib.explain.output import fidelity_columns
+
+                row.update(fidelity_columns(self.explanation.fidelity))
         if self.curve is not None:
             d = self.curve.to_dict()
             row["context_status"] = self.curve.status
@@ -132,6 +136,23 @@ class SubjectAnalysis:
         self.activation_passes = 0
         self._activations: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._fidelity_memo: dict = {}  # per-lesion crop checks, reused by staged explanations
+        self.margin_source: Optional[str] = None
+
+    def margin_settings(self, settings: ExplainSettings, progress: Optional[ProgressReporter] = None) -> ExplainSettings:
+        """Return ``settings`` with the model's margin fixed; an uncalibrated model is auto-calibrated on this subject's lesions."""
+        from LesionXAILib.explain.api import check_image, instance_targets, margin_settings
+        from LesionXAILib.explain.model_state import check_model, explaining
+
+        if settings.full_volume or settings.roi_margin_mm is not None:
+            return settings
+        model = check_model(self.model)
+        with self._lock:
+            image = check_image(model, self.result.normalized, self.result.geometry)
+            masks = [t.mask for t in instance_targets(self.result.instances, None, settings.aggregation)]
+            with explaining(model):
+                fixed, self.margin_source = margin_settings(model, image, masks, self.result.geometry, settings, progress)
+        return fixed
 
     def cam_activations(self, layer: Optional[str] = None, progress: Optional[ProgressReporter] = None) -> Any:
         """Return the whole-volume LayerActivations of a CAM layer (None: the model's default), computed once."""
@@ -165,12 +186,14 @@ class SubjectAnalysis:
 
         reporter = as_reporter(progress, cancel)
         target = instance_targets(self.result.instances, [lesion_id], settings.aggregation)[0]
+        settings = self.margin_settings(settings, reporter)
         activations = None
         if settings.cam_methods and not settings.full_volume:
             activations = self.cam_activations(settings.cam_layer, reporter.sub(0.0, 0.0))
         explanations = iter_explanations(
-            self.model, self.result.normalized, [target], self.result.geometry, settings, reporter, None, activations
-        )
+            self.model, self.result.normalized, [target], self.result.geometry, settings, reporter, None, activations,
+            self._fidelity_memo,
+        )  # fmt: skip
         return next(explanations)
 
     def probe(
@@ -209,7 +232,7 @@ class SubjectAnalysis:
         instance = self.result.instances.get(lesion_id)
         reporter = as_reporter(progress, cancel)
         if settings.explain is not None:  # the model's margin, so split stages combine to what one stage gives
-            settings = AnalysisSettings(explain=settings.explain.resolved(self.model), context=settings.context)
+            settings = AnalysisSettings(explain=self.margin_settings(settings.explain, reporter), context=settings.context)
         done_parts = [start.explanation] if start is not None and start.explanation is not None else []
         done_methods = {m for p in done_parts for m in p.settings.methods}
         curve = start.curve if start is not None else None
@@ -331,10 +354,13 @@ def write_analysis_run(
     if settings.explain is not None:
         rows = [a.explanation.to_dict() for a in analyses if a.explanation is not None]
         explain = settings.explain
-        used = next((a.explanation.settings for a in analyses if a.explanation is not None), None)
-        if explain.roi_margin_mm is None and used is not None:  # record the margin the model gave them
-            explain = explain.replace(roi_margin_mm=used.roi_margin_mm)
-        paths.update({f"explanations_{k}": v for k, v in write_explanations(out, rows, explain, result).items()})
+        first = next((a.explanation for a in analyses if a.explanation is not None), None)
+        source = None
+        if explain.roi_margin_mm is None and first is not None:  # record the margin the model gave them
+            start = (first.fidelity.get("checks") or [{}])[0].get("margin_mm", first.settings.roi_margin_mm)
+            explain = explain.replace(roi_margin_mm=start)
+            source = first.fidelity.get("margin_source")
+        paths.update({f"explanations_{k}": v for k, v in write_explanations(out, rows, explain, result, source).items()})
     if settings.context is not None:
         curves = {a.id: a.curve for a in analyses if a.curve is not None}
         write_probe_summary(out, curves, result.instances, settings.context, result.threshold)

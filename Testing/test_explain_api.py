@@ -170,21 +170,20 @@ def test_bad_input_gives_clear_errors():
         explain_instance(model.network, image, result.instances.mask(1), geo, s)
 
 
-def test_margin_is_the_models_calibrated_one_else_the_measured_default_and_is_recorded():
-    from LesionXAILib.explain import DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM
+def test_margin_is_the_models_calibrated_one_else_measured_on_first_use_and_is_recorded(tmp_path, monkeypatch):
+    from LesionXAILib.explain import fidelity
     from LesionXAILib.explain.settings import resolve_margin
     from LesionXAILib.lesion_model import LesionModel
 
-    model = tiny_unet()
+    monkeypatch.setenv("LESIONXAI_CACHE_DIR", str(tmp_path / "cache"))
+    fidelity.forget_memory()
+    model = tiny_unet(seed=7)
     # settings alone leave the margin to the model; a chosen one stays whatever the aggregation
     assert ExplainSettings().roi_margin_mm is None
     assert ExplainSettings(roi_margin_mm=5).replace(aggregation="max").roi_margin_mm == 5
-    # an uncalibrated model gets the measured defaults of its aggregation
-    assert ExplainSettings().resolved(model).roi_margin_mm == DEFAULT_ROI_MARGIN_MM
-    assert ExplainSettings(aggregation="mean").resolved(model).roi_margin_mm == DEFAULT_ROI_MARGIN_MM
-    assert ExplainSettings(aggregation="max").resolved(model).roi_margin_mm == DEFAULT_MAX_ROI_MARGIN_MM
-    assert ExplainSettings().replace(aggregation="max").resolved(model).roi_margin_mm == DEFAULT_MAX_ROI_MARGIN_MM
-    assert resolve_margin(None, model.config, "sum")[1].startswith("default")
+    # an uncalibrated model never gets an assumed margin: before it is measured, the whole volume
+    assert ExplainSettings().resolved(model).full_volume and ExplainSettings().resolved(model).roi_margin_mm is None
+    assert resolve_margin(None, model.config, "sum")[0] is None
     # a calibrated model carries its own, per aggregation; a chosen margin still wins
     calibrated = LesionModel(model.network, model.config.replace(explain_margin_mm=3.0, explain_voxel_margin_mm=2.0)).eval()
     assert ExplainSettings().resolved(calibrated).roi_margin_mm == 3.0
@@ -196,11 +195,25 @@ def test_margin_is_the_models_calibrated_one_else_the_measured_default_and_is_re
     # the margin used is recorded with the explanation, and gives the maps that choosing it gives
     image, geo = synthetic_image(SHAPE), unit_geometry(SHAPE)
     mask = box_mask(SHAPE, (10, 10, 10), (12, 12, 13))
-    only = ExplainSettings(methods=("gradient",))
+    only = ExplainSettings(methods=("gradient",), fidelity_check=False)  # the margin as given, unchecked
     auto = explain_instance(calibrated, image, mask, geo, only)
     assert auto.settings.roi_margin_mm == 3.0 and auto.to_dict()["settings"]["roi_margin_mm"] == 3.0
+    assert auto.fidelity["obtained"] == "calibrated" and auto.fidelity["flag"] == "not checked per lesion"
     chosen = explain_instance(model, image, mask, geo, only.replace(roi_margin_mm=3.0))
     np.testing.assert_array_equal(auto.maps["gradient_flair"], chosen.maps["gradient_flair"])
-    default = explain_instance(model, image, mask, geo, only)
-    assert default.settings.roi_margin_mm == DEFAULT_ROI_MARGIN_MM
-    assert not np.allclose(default.maps["gradient_flair"], auto.maps["gradient_flair"])  # the margin mattered
+    assert chosen.fidelity["obtained"] == "chosen"
+    only = only.replace(fidelity_check=True)
+    # the uncalibrated model is measured on first use (the calibration rule, on this lesion), cached by weights
+    first = explain_instance(model, image, mask, geo, only)
+    files = list((tmp_path / "cache" / "margins").glob("*.json"))
+    assert len(files) == 1 and files[0].stem == fidelity.model_fingerprint(model)
+    record = json.loads(files[0].read_text())
+    assert first.fidelity["margin_source"] == "auto-calibrated"
+    assert record["sum"]["margin_mm"] == record["sum"]["calibration"]["margin_mm"]
+    assert first.fidelity["checks"][0]["margin_mm"] == record["sum"]["margin_mm"]
+    fidelity.forget_memory()  # a new process reads the file
+    assert ExplainSettings().resolved(model).roi_margin_mm == record["sum"]["margin_mm"]
+    again = explain_instance(model, image, mask, geo, only)
+    np.testing.assert_array_equal(again.maps["gradient_flair"], first.maps["gradient_flair"])
+    assert len(list((tmp_path / "cache" / "margins").glob("*.json"))) == 1
+    fidelity.forget_memory()

@@ -55,3 +55,24 @@ def test_explain_cli_rejects_unknown_instances_and_methods(subject, tmp_path, ca
     assert "'x' is not an instance id" in capsys.readouterr().err
     assert main(base + ["--methods", "smoothgrad,shap"]) == 2
     assert "unknown explanation method" in capsys.readouterr().err
+
+
+def test_explain_cli_auto_calibrates_an_uncalibrated_model_and_records_each_lesions_fidelity(subject, tmp_path):
+    import csv
+
+    d, model_path, threshold = subject
+    out = tmp_path / "auto"
+    code = main([
+        "-q", "explain", "--flair", str(d / "flair.nii.gz"), "--t1", str(d / "t1.nii.gz"), "--out", str(out),
+        "--model", str(model_path), "--threshold", f"{threshold}", "--min-size", "1",
+        "--methods", "gradient", "--instances", "1",
+    ])  # fmt: skip
+    assert code == 0
+    doc = json.loads((out / "explanations.json").read_text())
+    cal = json.loads((out / "margin_calibration.json").read_text())
+    assert doc["margin_source"] == "auto-calibrated" and cal["sum"]["calibration"]["criterion"] == {"min_r": 0.995, "min_captured": 0.98}
+    f = doc["instances"][0]["fidelity"]
+    assert f["obtained"] in ("verified", "whole-volume") and f["passes"] and f["captured"] >= 0.98 and f["pearson_r"] >= 0.995
+    assert f["checks"][0]["margin_mm"] == cal["sum"]["margin_mm"] or cal["sum"]["margin_mm"] is None
+    rows = list(csv.DictReader(open(out / "explanations.csv")))
+    assert {r["fidelity"] for r in rows} == {f["obtained"]} and all(float(r["captured"]) >= 0.98 for r in rows)

@@ -10,17 +10,24 @@ Same network, subject (a phantom with >= 10 lesions), noise draws and settings f
 The crop margin is the network's own: before timing, the network is calibrated as `lesionxai
 calibrate` does (explain/margin_calibration.py: margin -> fidelity against whole-volume maps on a
 *different* phantom, --calibration-seed; smallest margin with r >= 0.995 and captured >= 0.98 on
-every lesion), untimed and reported; LesionXAI is then timed with the calibrated model and, for
-comparison, with the uncalibrated default margins (measured on the demo model). --margin-mm skips
-the calibration and times that margin. Each worker runs in its own subprocess (peak RSS per
-method). The naive loop uses LesionXAI's positional noise, so Pearson r between the maps measures
-the crop alone; its noise generation is left out of its timing (in the baseline's favour), while
-LesionXAI's time is the whole explain call (noise, crops, statistics, full-grid maps). Wall and
-process CPU time are both reported: on a machine shared with other work the CPU-time ratio is the
-steadier one. Both workers first run one untimed pass (convolution kernels are built on first use
-of a shape); LesionXAI's cold first call is printed too.
+every lesion), untimed and reported. LesionXAI is then timed in up to three variants (--variants):
+'guarded' (calibrated model, the per-lesion fidelity guard on: what users get), 'unchecked' (the
+same, guard off: the guard's cost is the difference, same run) and 'auto' (the uncalibrated model,
+calibrated automatically on the timed subject first; that one-time cost is printed separately).
+Per lesion the maps are compared with the naive full-volume maps (Pearson r and captured |attribution|:
+*measured*), next to the guard's own figures (captured and r against its wider reference crop:
+*estimated*). --margin-mm skips the calibration and times that margin. --bn-stats phantom gives a
+randomly initialised network realistic batch-norm statistics (train-mode passes on phantom crops,
+explain_subject.set_phantom_bn_stats), whose reach is far longer than with BN defaults. Each worker
+runs in its own subprocess (peak RSS per method). The naive loop uses LesionXAI's positional noise,
+so Pearson r between the maps measures the crop alone; its noise generation is left out of its
+timing (in the baseline's favour), while LesionXAI's time is the whole explain call (fidelity
+checks, noise, crops, statistics, full-grid maps). Wall and process CPU time are both reported: on
+a machine shared with other work the CPU-time ratio is the steadier one. Both workers first run one
+untimed pass (convolution kernels are built on first use of a shape); LesionXAI's cold first call
+is printed too.
 
-    .venv/bin/python benchmarks/bench_explain.py [--config ies-unet] [--samples 16] [--naive-lesions 3]
+    .venv/bin/python benchmarks/bench_explain.py [--config ies-unet --bn-stats phantom] [--samples 16] [--naive-lesions 3]
 """
 
 from __future__ import annotations
@@ -63,6 +70,18 @@ def _load(work: Path):
     return data["image"], geometry, masks, meta
 
 
+def _network(args, work: Path):
+    """Return (model, description): the benchmark network, with the main process's BN statistics if it set them."""
+    import torch
+
+    model, desc = load_network(args.model, args.config)
+    state = work / "network_state.pt"
+    if state.exists():  # set once in the main process (--bn-stats phantom), identical in every worker
+        model.network.load_state_dict(torch.load(state, weights_only=True))
+        model.eval()
+    return model, desc
+
+
 def _calibrated(model, work: Path):
     """Return ``model`` with the calibrated config the calibration worker wrote (as a calibrated checkpoint loads)."""
     from LesionXAILib.lesion_model import LesionModel
@@ -78,7 +97,7 @@ def _worker_calibrate(work: Path, args, aggregation: str) -> dict:
     """Calibrate the network's margin for ``aggregation`` on another phantom; write the calibrated config."""
     from LesionXAILib.explain.margin_calibration import calibrate_margin, calibrated_config, pick_lesions
 
-    model = _calibrated(load_network(args.model, args.config)[0], work)  # keeps a margin calibrated before
+    model = _calibrated(_network(args, work)[0], work)  # keeps a margin calibrated before
     subject = make_subject(args.calibration_seed, args.lesions, args.fov)
     masks = subject["masks"]
     limit = args.calibration_max_voxels if aggregation == "max" else None
@@ -95,20 +114,34 @@ def _worker_calibrate(work: Path, args, aggregation: str) -> dict:
             "criterion": [cal.min_r, cal.min_captured]}  # fmt: skip
 
 
-def _worker_ours(work: Path, args, aggregation: str, variant: str = "calibrated") -> dict:
+def _worker_ours(work: Path, args, aggregation: str, variant: str = "guarded") -> dict:
+    """Time LesionXAI: 'guarded' (calibrated margin, fidelity guard on), 'unchecked' (guard off), 'auto' (uncalibrated: measured on first use)."""
+    import os
+
     import torch
 
     from LesionXAILib.explain import ExplainSettings, InstanceTarget
     from LesionXAILib.explain.api import iter_explanations
 
+    os.environ["LESIONXAI_CACHE_DIR"] = str(work / f"cache_{aggregation}")  # the auto-calibration starts from nothing
     image, geometry, masks, meta = _load(work)
-    model, _ = load_network(args.model, args.config)
-    if variant == "calibrated":
+    model, _ = _network(args, work)
+    if variant != "auto":
         model = _calibrated(model, work)
     ids = meta["sum_ids"] if aggregation == "sum" else meta["max_ids"]
     samples = args.samples if aggregation == "sum" else args.max_samples
     settings = ExplainSettings(methods=("smoothgrad",), aggregation=aggregation, samples=samples, seed=args.seed,
-                               roi_margin_mm=args.margin_mm).resolved(model)  # fmt: skip
+                               roi_margin_mm=args.margin_mm, fidelity_check=variant != "unchecked")  # fmt: skip
+    auto = None
+    if variant == "auto":  # first use of an uncalibrated model: its margin is measured on this subject's lesions
+        from LesionXAILib.explain.fidelity import ensure_margin
+        from LesionXAILib.explain.model_state import explaining
+
+        t0 = time.perf_counter()
+        with explaining(model):
+            margin, _ = ensure_margin(model, image, masks, geometry, aggregation)
+        auto = {"seconds": time.perf_counter() - t0, "margin_mm": margin}
+    settings = settings.resolved(model)
     targets = [InstanceTarget(masks[i - 1], aggregation, i) for i in ids]
     # untimed warm-up on the first lesion (oneDNN builds its kernels on first use of each shape); its time
     # is reported as the cold first call, the timed loop is the per-lesion cost of a session
@@ -116,25 +149,32 @@ def _worker_ours(work: Path, args, aggregation: str, variant: str = "calibrated"
     next(iter_explanations(model, image, targets[:1], geometry, settings))
     cold = time.perf_counter() - cold
     start, cpu0 = time.perf_counter(), time.process_time()
-    crops, per_lesion, previous = {}, {}, start
+    crops, per_lesion, previous, fidelity = {}, {}, start, {}
     for e in iter_explanations(model, image, targets, geometry, settings):
         now = time.perf_counter()  # the generator works between yields: this is the lesion's whole cost
         per_lesion[str(e.instance_id)], previous = now - previous, now
         sl = tuple(slice(a, b) for a, b in zip(e.box["start_kji"], e.box["stop_kji"]))
         crops[f"{e.instance_id}"] = np.stack([e.maps["smoothgrad_flair"][sl], e.maps["smoothgrad_mprage"][sl]])
         crops[f"{e.instance_id}_box"] = np.array([e.box["start_kji"], e.box["stop_kji"]])
+        f = e.fidelity
+        fidelity[str(e.instance_id)] = {"obtained": f.get("obtained"), "margin_mm": f.get("margin_mm"), "captured": f.get("captured"),
+                                        "pearson_r": f.get("pearson_r"), "reference": f.get("reference"),
+                                        "check_seconds": e.check_seconds, "checks": len(f.get("checks", []))}  # fmt: skip
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
     np.savez(work / f"ours_{variant}_{aggregation}.npz", **crops)
     windows = {str(t.instance_id): _window_summary(image, t, geometry, settings, model) for t in targets} if aggregation == "max" else None
     return {"seconds": seconds, "lesions": len(ids), "per_lesion": seconds / len(ids), "peak_rss_mb": _peak_rss_mb(),
             "cpu_per_lesion": cpu / len(ids), "cold_first": cold, "windows": windows, "seconds_by_lesion": per_lesion,
-            "margin_mm": settings.roi_margin_mm, "threads": torch.get_num_threads()}  # fmt: skip
+            "margin_mm": settings.roi_margin_mm if not settings.full_volume else None, "threads": torch.get_num_threads(),
+            "fidelity": fidelity, "check_seconds": sum(v["check_seconds"] for v in fidelity.values()), "auto": auto}  # fmt: skip
 
 
 def _window_summary(image, target, geometry, settings, model) -> str:
     """Return how max aggregation split the lesion's voxels into windows, e.g. '1 x (32, 32, 32): 12 voxels'."""
     from LesionXAILib.explain.region import explain_box, explain_crop
 
+    if settings.full_volume:
+        return "whole volume"
     box = explain_box(target.mask, geometry.spacing_kji, settings.roi_margin_mm, model.size_divisor)
     crop = explain_crop(model, image, [target.mask], box, "max", settings.roi_margin_mm, geometry.spacing_kji)
     parts = [f"{w.shape}: {len(w.voxels)} voxels" for w in crop.windows]
@@ -149,7 +189,7 @@ def _worker_naive(work: Path, args, aggregation: str) -> dict:
     from LesionXAILib.roi import full_box
 
     image, geometry, masks, meta = _load(work)
-    model, _ = load_network(args.model, args.config)
+    model, _ = _network(args, work)
     ids = meta["naive_ids"] if aggregation == "sum" else meta["max_ids"]
     samples = args.samples if aggregation == "sum" else args.max_samples
     box = full_box(image.shape[1:], model.size_divisor)
@@ -215,14 +255,18 @@ def _run(work: Path, role: str, argv: list[str]) -> dict:
 
 
 def _report(title: str, variants: dict[str, tuple[dict, list[dict]]], naive: dict) -> None:
-    """Print naive vs each LesionXAI variant: time per lesion, ratios, r, captured mass, per lesion."""
+    """Print naive vs each LesionXAI variant: time per lesion, ratios, r, captured mass (measured and the guard's estimate)."""
     print(f"\n== {title}")
     print(f"naive full-volume loop : {naive['per_lesion']:9.2f} s/lesion  ({naive['lesions']} lesions, peak RSS {naive['peak_rss_mb']:.0f} MB)")
     for name, (ours, rows) in variants.items():
         rs = [r["r"] for r in rows]
-        print(f"-- LesionXAI, {name} margin {ours['margin_mm']:g} mm")
+        margin = "whole volume" if ours["margin_mm"] is None else f"margin {ours['margin_mm']:g} mm"
+        print(f"-- LesionXAI, {name}: {margin}" + (f" (auto-calibrated on this subject in {ours['auto']['seconds']:.1f} s, once per model)" if ours.get("auto") else ""))
         print(f"   time                : {ours['per_lesion']:9.3f} s/lesion  ({ours['lesions']} lesions, peak RSS {ours['peak_rss_mb']:.0f} MB); "
               f"first call {ours['cold_first']:.3f} s (cold, untimed above)")  # fmt: skip
+        if ours["check_seconds"]:
+            print(f"   fidelity checks     : {ours['check_seconds'] / ours['lesions']:9.3f} s/lesion = "
+                  f"{100 * ours['check_seconds'] / max(ours['seconds'] - ours['check_seconds'], 1e-9):.1f} % of the rest of the explanation time")
         print(f"   speed-up (wall)     : {naive['per_lesion'] / ours['per_lesion']:9.1f} x")
         print(f"   speed-up (CPU)      : {naive['cpu_per_lesion'] / ours['cpu_per_lesion']:9.1f} x   "
               f"(CPU s/lesion: naive {naive['cpu_per_lesion']:.2f}, LesionXAI {ours['cpu_per_lesion']:.3f})")
@@ -231,9 +275,20 @@ def _report(title: str, variants: dict[str, tuple[dict, list[dict]]], naive: dic
         for r in rows:
             mine = ours["seconds_by_lesion"].get(str(r["id"]))
             timing = f"  naive {r['seconds']:.2f} s / LesionXAI {mine:.3f} s = {r['seconds'] / mine:.1f} x" if mine else ""
-            print(f"   lesion {r['id']:3d}: {r['voxels']:5d} voxels  r={r['r']:.4f}  r_flair={r['r_flair']:.4f}  mass={r['captured_mass']:.4f}{timing}")
+            f = ours["fidelity"].get(str(r["id"]), {})
+            guard = ""
+            if f.get("captured") is not None and f.get("obtained") != "whole-volume":
+                guard = (f"  guard: {f['obtained']} at {f['margin_mm']} mm, est. captured {f['captured']:.4f} r {f['pearson_r']:.4f} "
+                         f"vs {f['reference']} ({f['checks']} check(s), {f['check_seconds']:.3f} s)")  # fmt: skip
+            elif f.get("obtained"):
+                guard = f"  guard: {f['obtained']}"
+            print(f"   lesion {r['id']:3d}: {r['voxels']:5d} voxels  r={r['r']:.4f}  r_flair={r['r_flair']:.4f}  mass={r['captured_mass']:.4f}{timing}{guard}")
             if ours.get("windows"):
                 print(f"              {ours['windows'][str(r['id'])]}")
+    if "guarded" in variants and "unchecked" in variants:
+        g, u = variants["guarded"][0], variants["unchecked"][0]
+        print(f"-- guard cost (same run): guarded {g['per_lesion']:.3f} vs unchecked {u['per_lesion']:.3f} s/lesion wall "
+              f"(+{100 * (g['per_lesion'] / u['per_lesion'] - 1):.1f} %), CPU +{100 * (g['cpu_per_lesion'] / u['cpu_per_lesion'] - 1):.1f} %")
 
 
 def _report_calibration(aggregation: str, cal: dict) -> None:
@@ -257,7 +312,10 @@ def main() -> None:
     ap.add_argument("--calibration-seed", type=int, default=None, help="phantom the margin is calibrated on (default: --phantom-seed + 1)")
     ap.add_argument("--calibration-lesions", type=int, default=3, help="lesions measured by the calibration (default 3)")
     ap.add_argument("--calibration-max-voxels", type=int, default=40, help="max aggregation: calibrate on lesions up to this size (default 40)")
-    ap.add_argument("--calibration-margins", type=float, nargs="+", default=[6.0, 8.0, 10.0, 12.0, 16.0])
+    ap.add_argument("--calibration-margins", type=float, nargs="+", default=[6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0, 48.0])
+    ap.add_argument("--bn-stats", choices=("default", "phantom"), default="default",
+                    help="random-init networks: keep BN defaults, or set realistic statistics from phantom crops (explain_subject.set_phantom_bn_stats)")
+    ap.add_argument("--variants", default="guarded,unchecked,auto", help="LesionXAI runs to time (guarded, unchecked, auto)")
     ap.add_argument("--samples-calibration", type=int, default=2, help="SmoothGrad samples of the sum calibration (default 2)")
     ap.add_argument("--naive-lesions", type=int, default=0, help="time the naive sum loop on this many lesions (0: all)")
     ap.add_argument("--skip", choices=("sum", "max"), default=None)
@@ -279,6 +337,11 @@ def main() -> None:
     import torch
 
     model, model_desc = load_network(args.model, args.config)
+    bn = None
+    if args.bn_stats == "phantom":
+        from explain_subject import set_phantom_bn_stats
+
+        bn = set_phantom_bn_stats(model.network)
     subject = make_subject(args.phantom_seed, args.lesions, args.fov)
     masks = subject["masks"]
     sizes = [int(m.sum()) for m in masks]
@@ -286,7 +349,7 @@ def main() -> None:
     naive_ids = ids if args.naive_lesions <= 0 else ids[:: max(1, len(ids) // args.naive_lesions)][: args.naive_lesions]
     max_ids = sorted(ids, key=lambda i: (sizes[i - 1], i))[: max(1, args.max_lesions)]
     max_id = max_ids[0]
-    print(f"network : {model_desc}")
+    print(f"network : {model_desc}" + (f"; {bn}" if bn else ""))
     print(f"subject : {subject['source']}; grid {subject['image'].shape[1:]} (k,j,i); {len(masks)} lesions, sizes {sorted(sizes)} voxels")
     print(f"threads : torch {torch.get_num_threads()}; samples {args.samples} (sum), {args.max_samples} (max, lesion {max_id}: {sizes[max_id - 1]} voxels)")
     passthrough = [a for a in sys.argv[1:]]
@@ -300,17 +363,17 @@ def main() -> None:
         meta = {"geometry": {"size": g.size, "origin": g.origin, "spacing": g.spacing, "direction": g.direction},
                 "sum_ids": ids, "naive_ids": naive_ids, "max_ids": max_ids}  # fmt: skip
         (work / "subject.json").write_text(json.dumps(meta))
+        if bn:
+            torch.save(model.network.state_dict(), work / "network_state.pt")
         chosen = [a for a in ("sum", "max") if a != args.skip]
         if args.margin_mm is None:
             for aggregation in chosen:
                 _report_calibration(aggregation, _run(work, f"calibrate-{aggregation}", passthrough))
         for aggregation in chosen:
-            names = ["calibrated", "default"] if args.margin_mm is None else ["calibrated"]
+            names = [v for v in args.variants.split(",") if v and not (v == "auto" and args.margin_mm is not None)]
             runs = {name: _run(work, f"ours_{name}-{aggregation}", passthrough) for name in names}
             naive = _run(work, f"naive-{aggregation}", passthrough)
             variants = {name: (ours, _compare(work, aggregation, name, naive)) for name, ours in runs.items()}
-            if args.margin_mm is not None:
-                variants = {"chosen": variants["calibrated"]}
             if aggregation == "sum":
                 title = f"SmoothGrad, sum aggregation, n = {args.samples}"
             else:

@@ -104,43 +104,111 @@ def iter_explanations(
     progress: Optional[ProgressCallback | ProgressReporter] = None,
     cancel: Optional[CancelToken] = None,
     layer_activations: Optional[LayerActivations] = None,
+    fidelity_memo: Optional[dict] = None,
 ) -> Iterator[Explanation]:
     """Yield one Explanation per target as soon as its group of instances is done (bounded memory for many).
+
+    The margin is the chosen one, else the model's calibrated or auto-calibrated one (an uncalibrated
+    model is calibrated on these targets first), and each target's crop is checked against a wider one
+    (``settings.fidelity_check``; :mod:`LesionXAILib.explain.fidelity`): below the rule the margin is
+    widened or the target explained on the whole volume. ``fidelity_memo`` (a dict kept per model and
+    image) reuses those checks between calls, e.g. staged explanations of one lesion.
 
     ``layer_activations``: the CAM layer's whole-volume activations of this model and image, computed
     before (:func:`LesionXAILib.explain.cam.layer_activations`); without them CAMs in ROI mode compute
     them once per call.
     """
     model = check_model(model)
-    settings = settings.resolved(model)  # the margin this model gets is recorded with every explanation
     image = check_image(model, normalized, geometry)
     targets = [as_target(t, image.shape[1:], settings.aggregation) for t in targets]
     reporter = as_reporter(progress, cancel)
+    settings, source = margin_settings(model, image, [t.mask for t in targets], geometry, settings, reporter)
     cam_layer = resolve_layer(model, settings.cam_layer)[0] if settings.cam_methods else None
+    check_layer = _check_layer(model, settings)
     sigma = noise_sigma(image, settings.noise_level, settings.noise_per_channel)
-    boxes = [explain_box(t.mask, geometry.spacing_kji, settings.roi_margin_mm, model.size_divisor, settings.full_volume) for t in targets]
-    groups = group_by_box(boxes)
     full_cam: Optional[LayerActivations] = None
     done = 0
     if cam_layer is not None and layer_activations is not None:
         full_cam = check_layer_activations(layer_activations, cam_layer, image.shape[1:], model.size_divisor)
     with explaining(model):
-        if cam_layer is not None and not settings.full_volume and full_cam is None:
+        plans = [
+            _fidelity_plan(model, image, t.mask, geometry, settings, source, check_layer, fidelity_memo)
+            for t in targets
+        ]
+        margins = [m for m, _ in plans]
+        boxes = [explain_box(t.mask, geometry.spacing_kji, m, model.size_divisor, m is None) for t, m in zip(targets, margins)]
+        groups = group_by_box(boxes, margins)
+        if cam_layer is not None and full_cam is None and any(m is not None for m in margins):
             reporter(0.0, "CAM layer activations (whole volume)")
             full_cam = compute_layer_activations(model, image, cam_layer)
         for box, members in groups:
             start = time.perf_counter()
             group = [targets[i] for i in members]
+            margin = margins[members[0]]
+            used = settings.replace(roi_margin_mm=margin) if margin is not None else settings.replace(full_volume=True)
             sub = reporter.sub(done / len(targets), (done + len(group)) / len(targets))
             masks = [t.mask for t in group]
-            crop = explain_crop(model, image, masks, box, settings.aggregation, settings.roi_margin_mm, geometry.spacing_kji, settings.full_volume)
-            maps = _group_maps(model, crop, settings, sigma, cam_layer, full_cam, image, sub, sequence_names(model))
+            crop = explain_crop(model, image, masks, box, used.aggregation, margin, geometry.spacing_kji, margin is None)
+            maps = _group_maps(model, crop, used, sigma, cam_layer, full_cam, image, sub, sequence_names(model))
             seconds = (time.perf_counter() - start) / len(group)
-            for k, target in enumerate(group):
+            for k, (i, target) in enumerate(zip(members, group)):
                 one = {key: value[k] for key, value in maps.items()}
-                yield _explanation(target, one, settings, geometry, seconds, box, cam_layer, sigma, sequence_names(model))
+                fidelity = plans[i][1]
+                yield _explanation(target, one, used, geometry, seconds + fidelity.get("check_seconds", 0.0), box, cam_layer, sigma,
+                                   sequence_names(model), fidelity)  # fmt: skip
             done += len(group)
             reporter(done / len(targets), f"{done}/{len(targets)} instances")
+
+
+def margin_settings(
+    model: LesionModel,
+    image: np.ndarray,
+    masks: Sequence[np.ndarray],
+    geometry: Geometry,
+    settings: ExplainSettings,
+    reporter: Optional[ProgressReporter] = None,
+) -> tuple[ExplainSettings, str]:
+    """Return (settings with the margin fixed, its source) for ``model``; an uncalibrated model is auto-calibrated on ``masks``.
+
+    source: "chosen", "calibrated", "auto-calibrated" or "whole-volume" (asked for, or no passing margin).
+    """
+    from LesionXAILib.explain.fidelity import ensure_margin
+
+    if settings.full_volume:
+        return settings, "whole-volume"
+    if settings.roi_margin_mm is not None:
+        return settings, "chosen"
+    sub = reporter.sub(0.0, 0.0) if reporter is not None else None
+    margin, source = ensure_margin(model, image, masks, geometry, settings.aggregation, sub)
+    if margin is None:
+        return settings.replace(full_volume=True), source
+    return settings.replace(roi_margin_mm=margin), source
+
+
+def _check_layer(model: LesionModel, settings: ExplainSettings) -> Optional[tuple[str, torch.nn.Module]]:
+    """Return the CAM layer the fidelity check also measures (the chosen or default one; None if there is none)."""
+    if settings.cam_methods:
+        return resolve_layer(model, settings.cam_layer)
+    try:
+        layer = resolve_layer(model, settings.cam_layer)
+    except (ParameterError, RuntimeError):  # no (hookable) CAM layer, e.g. TorchScript: the input check needs none
+        return None
+    return layer if not isinstance(layer[1], torch.jit.ScriptModule) else None
+
+
+def _fidelity_plan(model, image, mask, geometry, settings, source, layer, memo) -> tuple[Optional[float], dict]:
+    """Return (margin or None = whole volume, fidelity record) of one target under ``settings``."""
+    from LesionXAILib.explain.fidelity import checked_fidelity, unchecked_fidelity, whole_volume_fidelity
+
+    if settings.full_volume:
+        return None, whole_volume_fidelity(source)
+    if not settings.fidelity_check:
+        return settings.roi_margin_mm, {**unchecked_fidelity(model, settings.roi_margin_mm, source, settings.aggregation),
+                                        "margin_source": source}  # fmt: skip
+    return checked_fidelity(
+        model, image, mask, geometry.spacing_kji, settings.roi_margin_mm, source, settings.aggregation,
+        layer[1] if layer else None, memo, layer[0] if layer else None,
+    )  # fmt: skip
 
 
 def check_layer_activations(
@@ -187,12 +255,16 @@ def combine_explanations(parts: Sequence[Explanation], settings: ExplainSettings
         cam_layer = cam_layer or part.cam_layer
     ordered = {m: shares[m] for m in settings.gradient_methods if m in shares}
     stats["flair_share"] = ordered
+    # every part ran the same fidelity-guarded crop (deterministic checks), so the first one's margin holds
+    settings = settings.replace(roi_margin_mm=first.settings.roi_margin_mm, full_volume=first.settings.full_volume)
     return Explanation(
         instance_id=first.instance_id,
         maps=maps,
         statistics=stats,
         settings=settings,
         seconds=float(sum(p.seconds for p in parts)),
+        fidelity=dict(first.fidelity),
+        check_seconds=float(sum(p.check_seconds for p in parts)),
         status=first.status,
         voxels=first.voxels,
         box=first.box,
@@ -262,6 +334,7 @@ def _explanation(
     cam_layer: Optional[str],
     sigma: np.ndarray,
     sequences: Sequence[str],
+    fidelity: Optional[dict] = None,
 ) -> Explanation:
     # gradient maps of a crop are 0 beyond it, so their statistics read only the crop and the ring
     local = local_regions(target.mask, geometry.spacing_kji, settings.ring_mm, None if box.is_full else box.slices)
@@ -283,6 +356,8 @@ def _explanation(
         status=target.status,
         voxels=target.voxels,
         box={**box.to_dict(), "full_volume": settings.full_volume},
+        fidelity={k: v for k, v in (fidelity or {}).items() if k != "check_seconds"},
+        check_seconds=float((fidelity or {}).get("check_seconds", 0.0)),
         cam_layer=cam_layer,
         sigma=[float(s) for s in sigma],
         extra={"ring_mm": list(settings.ring_mm), "cam_target": "sum" if settings.aggregation == "max" else settings.aggregation}

@@ -19,6 +19,8 @@ class Explanation:
 
     ``statistics[key]`` holds inside/ring/outside sums and peaks of map ``key``;
     ``statistics["flair_share"][method]`` is the FLAIR share of the method's total absolute attribution.
+    ``fidelity``: how much of the whole-volume attribution the crop holds and how that is known
+    (:mod:`LesionXAILib.explain.fidelity`: obtained, margin_mm, captured, pearson_r, cam_captured, passes, flag).
     """
 
     instance_id: Optional[int]
@@ -32,6 +34,8 @@ class Explanation:
     cam_layer: Optional[str] = None
     sigma: Optional[list[float]] = None
     extra: dict = field(default_factory=dict)
+    fidelity: dict = field(default_factory=dict)
+    check_seconds: float = 0.0  # of ``seconds``, the fidelity check's share (not serialised: a timing)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable summary (everything but the maps themselves)."""
@@ -46,6 +50,7 @@ class Explanation:
             "box": self.box,
             "cam_layer": self.cam_layer,
             "sigma": self.sigma,
+            **({"fidelity": {k: v for k, v in self.fidelity.items() if k != "check_seconds"}} if self.fidelity else {}),
             **({"extra": self.extra} if self.extra else {}),
         }
 

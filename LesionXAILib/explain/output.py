@@ -9,6 +9,27 @@ from LesionXAILib.atomic_write import write_csv, write_json
 from LesionXAILib.run_identity import run_ids
 
 
+FIDELITY_COLUMNS = ("fidelity", "margin_mm", "captured", "cam_captured", "pearson_r", "fidelity_passes", "fidelity_flag")
+
+
+def fidelity_columns(fidelity: dict) -> dict:
+    """Return the flat fidelity figures of one explanation (empty strings where not measured)."""
+
+    def value(key: str):
+        v = fidelity.get(key)
+        return "" if v is None else (round(v, 6) if isinstance(v, float) else v)
+
+    return {
+        "fidelity": value("obtained"),
+        "margin_mm": value("margin_mm"),
+        "captured": value("captured"),
+        "cam_captured": value("cam_captured"),
+        "pearson_r": value("pearson_r"),
+        "fidelity_passes": value("passes"),
+        "fidelity_flag": value("flag"),
+    }
+
+
 def write_explanations(out: Path, rows: list[dict], settings, result, margin_source: Optional[str] = None) -> dict[str, Path]:
     """Write explanations.json (settings + one entry per instance) and explanations.csv (one row per map)."""
     doc = {
@@ -26,9 +47,14 @@ def write_explanations(out: Path, rows: list[dict], settings, result, margin_sou
     table = []
     for r in rows:
         shares = r["statistics"].get("flair_share", {})
+        fid = fidelity_columns(r.get("fidelity") or {})
         for key in r["maps"]:
-            method = key if key in ("gradcam", "gradcampp") else key.rsplit("_", 1)[0]
+            cam = not any(key.startswith(f"{m}_") for m in shares)  # gradient maps are <method>_<sequence>
+            method = key if cam else key.rsplit("_", 1)[0]
+            figures = {**fid, "captured": fid["cam_captured"] if cam else fid["captured"]}
+            figures.pop("cam_captured")
             table.append({"id": r["instance_id"], "status": r["status"], "voxels": r["voxels"], "map": key,
-                          "flair_share": shares.get(method, ""), **r["statistics"][key]})  # fmt: skip
-    write_csv(csv_path, list(table[0]) if table else ["id", "status", "voxels", "map", "flair_share"], table)
+                          "flair_share": shares.get(method, ""), **figures, **r["statistics"][key]})  # fmt: skip
+    empty_header = ["id", "status", "voxels", "map", "flair_share"] + [f for f in FIDELITY_COLUMNS if f != "cam_captured"]
+    write_csv(csv_path, list(table[0]) if table else empty_header, table)
     return {"json": json_path, "csv": csv_path}

@@ -39,8 +39,9 @@ DEFAULT_ROI_MARGIN_MM = 12.0
 # 8 mm is faster (every window 32^3 on a 16-voxel grid) but moves the lesion statistics by up to 3 %.
 # Both defaults are what the calibration rule (explain/margin_calibration.py: smallest margin with r >= 0.995
 # and captured >= 0.98 on every lesion) selects for the demo model. How far attribution reaches depends on the
-# weights, so they are only the fallback: a model calibrated with `lesionxai calibrate` carries its own
-# margins in its config (ModelConfig.explain_margin_mm / explain_voxel_margin_mm), which take precedence.
+# weights, so they are not applied to other models: a model calibrated with `lesionxai calibrate` carries its
+# own margins in its config (ModelConfig.explain_margin_mm / explain_voxel_margin_mm); an uncalibrated one is
+# calibrated automatically on first use (explain/fidelity.py; the shipped demo model's record holds these values).
 DEFAULT_MAX_ROI_MARGIN_MM = 10.0
 # Perilesional ring of the statistics (science.md section 4), in mm from the lesion.
 DEFAULT_RING_MM = (1.0, 3.0)
@@ -53,9 +54,11 @@ class ExplainSettings:
     ``noise_level``: SmoothGrad sigma as a fraction of the (max - min) range of the normalised FLAIR
     (``noise_per_channel=True``: of each channel's own range). ``roi_margin_mm``: margin around each
     lesion (sum/mean) or each lesion voxel (max) of the crop the network is evaluated on; None (the
-    default) takes the model's calibrated margin, else the measured default (:func:`resolve_margin`);
+    default) takes the model's calibrated margin, else its auto-calibrated one, else the whole volume;
     :meth:`resolved` fixes it for a model. ``full_volume=True`` evaluates the whole volume (the
-    reference). ``batch_size=None`` picks the number of network copies per pass from the crop size.
+    reference). ``fidelity_check`` checks each lesion's crop against a wider one before explaining it and
+    widens the margin (or takes the whole volume) below the rule (:mod:`LesionXAILib.explain.fidelity`);
+    off, the figures come from the model's calibration only. ``batch_size=None`` picks the number of network copies per pass from the crop size.
     """
 
     methods: tuple[str, ...] = ("smoothgrad", "gradcampp")
@@ -70,6 +73,7 @@ class ExplainSettings:
     cam_layer: Optional[str] = None
     batch_size: Optional[int] = None
     ring_mm: tuple[float, float] = DEFAULT_RING_MM
+    fidelity_check: bool = True
 
     def __post_init__(self) -> None:
         methods = (self.methods,) if isinstance(self.methods, str) else tuple(self.methods)
@@ -119,31 +123,45 @@ class ExplainSettings:
         return replace(self, **changes)
 
     def resolved(self, model: Any) -> "ExplainSettings":
-        """Return these settings with the margin ``model`` gets fixed (its calibrated one, or the default), whole-volume if its contract says so."""
+        """Return these settings with the margin ``model`` gets fixed: its calibrated or auto-calibrated one.
+
+        Whole volume where the model's contract says so (resampling, uncalibrated long-reach models), and for a
+        model with no calibration (and no auto-calibration yet, see :mod:`LesionXAILib.explain.fidelity`) or
+        whose calibration found no passing margin: no margin is assumed.
+        """
         from LesionXAILib.models.contract import apply_crop_rule
 
-        settings = apply_crop_rule(self, model.config)  # resampling / uncalibrated long-reach models: whole volume
-        if settings.roi_margin_mm is not None:
+        settings = apply_crop_rule(self, model.config)
+        if settings.roi_margin_mm is not None or settings.full_volume:
             return settings
-        return replace(settings, roi_margin_mm=resolve_margin(None, model.config, self.aggregation)[0])
+        from LesionXAILib.explain.fidelity import model_margin
+
+        margin = model_margin(model, settings.aggregation)[0]
+        if margin is None:
+            return replace(settings, full_volume=True)
+        return replace(settings, roi_margin_mm=margin)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
         return json.loads(json.dumps(asdict(self)))
 
 
-def resolve_margin(margin_mm: Optional[float], config: Any, aggregation: str) -> tuple[float, str]:
-    """Return (margin in mm, where it comes from): the given one, the model config's calibrated one, or the default."""
+def resolve_margin(margin_mm: Optional[float], config: Any, aggregation: str) -> tuple[Optional[float], str]:
+    """Return (margin in mm, where it comes from): the given one or the model config's calibrated one.
+
+    None (with "uncalibrated") when neither: the caller auto-calibrates (:mod:`LesionXAILib.explain.fidelity`)
+    or explains on the whole volume, never on an assumed margin.
+    """
     if margin_mm is not None:
         return float(margin_mm), "chosen"
     calibrated = getattr(config, "explain_voxel_margin_mm" if aggregation == "max" else "explain_margin_mm", None)
     if calibrated is not None:
         return float(calibrated), f"calibrated for model '{config.name}'"
-    return default_margin_mm(aggregation), "default (measured on the demo model)"
+    return None, "uncalibrated (whole volume)"
 
 
 def default_margin_mm(aggregation: str) -> float:
-    """Return the measured default ROI margin in mm: around the lesion (sum, mean) or around each voxel (max)."""
+    """Return the margin in mm measured on the demo model (the starting point of `lesionxai calibrate` curves)."""
     if aggregation not in AGGREGATIONS:
         raise ParameterError(f"aggregation must be one of {AGGREGATIONS}, got '{aggregation}'")
     return DEFAULT_MAX_ROI_MARGIN_MM if aggregation == "max" else DEFAULT_ROI_MARGIN_MM

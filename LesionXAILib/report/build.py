@@ -241,6 +241,9 @@ def _settings_items(run: RunData, method, sequences, cam) -> list[tuple[str, str
             + (" around each lesion voxel" if es.get("aggregation") == "max" else " around the lesion")
             + (f" ({run.explanations['margin_source']})" if run.explanations.get("margin_source") else "")
         )))  # fmt: skip
+        fids = [r.get("fidelity") for r in run.explanations.get("instances", [])]
+        if fids:
+            items.append(("fidelity", H.esc(fidelity_summary(fids))))
     ps = (run.probe or {}).get("settings")
     if ps:
         radii = ps.get("radii_mm", [])
@@ -252,6 +255,24 @@ def _settings_items(run: RunData, method, sequences, cam) -> list[tuple[str, str
         f"{method_label(cam) if cam else 'no CAM'}"
     )))  # fmt: skip
     return items
+
+
+def fidelity_summary(fidelities: Sequence[Optional[dict]]) -> str:
+    """Return one line over a run's lesions: how each crop's fidelity was obtained, worst figures, flagged lesions."""
+    known = [f for f in fidelities if f]
+    counts: dict[str, int] = {}
+    for f in known:
+        counts[f.get("obtained", "?")] = counts.get(f.get("obtained", "?"), 0) + 1
+    parts = [f"{n} {k}" for k, n in sorted(counts.items())]
+    captured = [f["captured"] for f in known if f.get("captured") is not None]
+    rs = [f["pearson_r"] for f in known if f.get("pearson_r") is not None]
+    if captured:
+        parts.append(f"worst captured {min(captured):.4f}")
+    if rs:
+        parts.append(f"worst r {min(rs):.4f}")
+    flagged = len(fidelities) - len([f for f in known if not f.get("flag")])
+    parts.append(f"{flagged} flagged" if flagged else "none flagged")
+    return "; ".join(parts) + " (rule: captured ≥ 0.98 and r ≥ 0.995 of the whole-volume attribution)"
 
 
 def _model_text(model: dict) -> str:
@@ -311,7 +332,35 @@ def statistics_table(lesion: LesionData, method: Optional[str], sequences: Seque
     rows = [[H.esc(label)] + [H.fmt(lesion.statistic(key, n)) for n, _ in names] for key, label in keys]
     share = lesion.flair_share(method) if method else None
     caption = f"<p>FLAIR share of total |{H.esc(method_label(method))}|: <b>{H.fmt(share)}</b></p>" if method else ""
+    caption += fidelity_line(lesion.explanation.get("fidelity"))
     return H.table(["map"] + [h for _, h in names], rows, text_columns=(0,), element_id=f"stats-{lesion.id}") + caption
+
+
+def fidelity_text(fidelity: Optional[dict]) -> str:
+    """Return one line saying how much of the whole-volume attribution a lesion's crop holds (and if it is flagged)."""
+    if not fidelity:
+        return "fidelity not recorded (run made before the fidelity guard)"
+    obtained = fidelity.get("obtained", "?")
+    if obtained == "whole-volume":
+        text = "whole volume (exact)"
+    else:
+        figures = [f"{name} {fidelity[key]:.4f}" for key, name in (("captured", "captured"), ("pearson_r", "r"), ("cam_captured", "CAM captured"))
+                   if fidelity.get(key) is not None]  # fmt: skip
+        text = f"crop margin {fidelity.get('margin_mm')} mm, {obtained}" + (f" ({fidelity.get('measured')} vs {fidelity.get('reference')})"
+                                                                            if fidelity.get("reference") else "")  # fmt: skip
+        text += (": " + ", ".join(figures)) if figures else ""
+    if fidelity.get("note"):
+        text += f"; {fidelity['note']}"
+    if fidelity.get("flag"):
+        text += f" — FLAGGED: {fidelity['flag']}"
+    return text
+
+
+def fidelity_line(fidelity: Optional[dict]) -> str:
+    """Return the fidelity line of a lesion panel as HTML (flagged lines are marked as a note)."""
+    text = H.esc(fidelity_text(fidelity))
+    flagged = not fidelity or bool(fidelity.get("flag"))
+    return f'<p class="{"note" if flagged else "fidelity"}" data-fidelity="{"flagged" if flagged else "ok"}">Fidelity: {text}</p>'
 
 
 def _document(run, settings, scales, sections, panels, method, sequences, cam, ring, exports, html_path) -> str:

@@ -23,7 +23,7 @@ log = logging.getLogger("LesionXAILib.cli")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM, METHODS
+    from LesionXAILib.explain.settings import AGGREGATIONS, METHODS
 
     add_input_arguments(parser)
     add_output_arguments(parser)
@@ -41,9 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients path steps (default 32)")
     g.add_argument("--margin-mm", type=float, default=None,
-                   help=f"crop margin in mm around each lesion or, with max aggregation, around each lesion voxel (default: the "
-                        f"model's calibrated margin, see `lesionxai calibrate`; else {DEFAULT_ROI_MARGIN_MM:g} / {DEFAULT_MAX_ROI_MARGIN_MM:g} mm, "
-                        "measured on the demo model)")  # fmt: skip
+                   help="crop margin in mm around each lesion or, with max aggregation, around each lesion voxel (default: the "
+                        "model's calibrated margin, see `lesionxai calibrate`; an uncalibrated model is calibrated on this subject "
+                        "the first time, cached by its weights). Every lesion's crop is checked against a wider one and widened "
+                        "(or explained on the whole volume) below r 0.995 / captured 0.98")  # fmt: skip
     g.add_argument("--full-volume", action="store_true", help="evaluate the whole volume per instance (slow reference)")
     g.add_argument("--cam-layer", default=None, help="module name of the CAM layer (default: model.1.submodule.2 for MONAI UNets)")
     g.add_argument("--batch-size", type=int, default=None, help="network copies per pass (default: from the crop size)")
@@ -74,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
     """Segment one subject, explain the chosen instances, write maps and statistics; return the exit code."""
     from tqdm import tqdm
 
+    from LesionXAILib.analysis import SubjectAnalysis
     from LesionXAILib.explain.api import instance_targets, iter_explanations
+    from LesionXAILib.explain.fidelity import write_run_calibration
     from LesionXAILib.explain.output import write_explanations
-    from LesionXAILib.explain.settings import resolve_margin
     from LesionXAILib.models.contract import apply_crop_rule
 
     settings = settings_from_args(args)
@@ -85,13 +87,18 @@ def run(args: argparse.Namespace) -> int:
     subject = segment_subject_from_args(args, clears=EXPLAIN_SUMMARIES,
                                         check_result=lambda r: instance_targets(r.instances, ids, settings.aggregation))  # fmt: skip
     model, result, out, inputs = subject.model, subject.result, subject.out, subject.protected
-    settings = apply_crop_rule(settings, model.config)  # before the default margin counts as chosen
-    margin_mm, margin_source = resolve_margin(settings.roi_margin_mm, model.config, settings.aggregation)
-    settings = settings.replace(roi_margin_mm=margin_mm)
+    settings = apply_crop_rule(settings, model.config)  # resampling / uncalibrated long-reach models: whole volume
     targets = instance_targets(result.instances, ids, settings.aggregation)
+    # an uncalibrated model is calibrated here, on this subject's lesions (once per model: cached by its weights)
+    shared = SubjectAnalysis(model, result)
+    settings = shared.margin_settings(settings)
+    margin_source = shared.margin_source or ("whole-volume" if settings.full_volume else "chosen")
     log.info("%d instances found; explaining %d with %s", len(result.instances.instances), len(targets), ", ".join(settings.methods))
     if not settings.full_volume:
-        log.info("crop margin %g mm around each lesion%s (%s)", margin_mm, " voxel" if settings.aggregation == "max" else "", margin_source)
+        log.info("crop margin %g mm around each lesion%s (%s; checked per lesion)", settings.roi_margin_mm,
+                 " voxel" if settings.aggregation == "max" else "", margin_source)  # fmt: skip
+    else:
+        log.info("whole volume per lesion (%s)", margin_source)
     rows = []
     bar = tqdm(total=len(targets), desc="explain", unit="lesion", disable=bool(getattr(args, "quiet", False)), dynamic_ncols=True)
 
@@ -107,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     rows.sort(key=lambda r: r["instance_id"])
     write_explanations(out, rows, settings, result, margin_source)
+    if margin_source == "auto-calibrated":
+        write_run_calibration(model, out, inputs)
+    flagged = [r["instance_id"] for r in rows if r.get("fidelity", {}).get("flag")]
+    if flagged:
+        log.warning("fidelity below the rule or unchecked for instance(s) %s (see explanations.json)", flagged)
     seconds = sum(r["seconds"] for r in rows)
     log.info("explained %d instances in %.1f s -> %s", len(rows), seconds, out / "explanations.json")
     return 0
