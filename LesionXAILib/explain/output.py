@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from LesionXAILib.explain.cam_variants import CAM_METHODS
+
 
 def write_explanations(out: Path, rows: list[dict], settings, result, margin_source: Optional[str] = None) -> dict[str, Path]:
     """Write explanations.json (settings + one entry per instance) and explanations.csv (one row per map)."""
@@ -28,7 +30,7 @@ def write_explanations(out: Path, rows: list[dict], settings, result, margin_sou
     for r in rows:
         shares = r["statistics"].get("flair_share", {})
         for key in r["maps"]:
-            method = key if key in ("gradcam", "gradcampp") else key.rsplit("_", 1)[0]
+            method = key if key in CAM_METHODS else key.rsplit("_", 1)[0]
             table.append({"id": r["instance_id"], "status": r["status"], "voxels": r["voxels"], "map": key,
                           "flair_share": shares.get(method, ""), **r["statistics"][key]})  # fmt: skip
     tmp = csv_path.with_suffix(".csv.partial")
