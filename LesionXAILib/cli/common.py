@@ -31,10 +31,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add threshold, minimum size and sliding-window options to ``parser``."""
+    """Add the run preset, threshold, minimum size, connectivity and sliding-window options to ``parser``."""
+    from LesionXAILib.presets import PRESETS
+
+    parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                        help="a study's conventions in one switch (anchor: 18-connectivity, > 5 voxels, threshold 0.3 U-Net / 0.4, "
+                             "18-connected step probe, SmoothGrad n=50, gradcampp_anchor); explicit options override it")  # fmt: skip
     g = parser.add_argument_group("segmentation")
     g.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's, e.g. 0.5)")
-    g.add_argument("--min-size", type=float, default=3, help="minimum lesion size (default 3)")
+    g.add_argument("--min-size", type=float, default=None, help="minimum lesion size (default 3; --preset anchor: 6 voxels)")
+    g.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=None,
+                   help="voxel connectivity of lesion instances (default 26; --preset anchor: 18)")  # fmt: skip
     g.add_argument("--min-size-unit", choices=("voxels", "mm3"), default="voxels")
     g.add_argument("--roi", type=int, nargs=3, default=None, metavar=("K", "J", "I"), help="sliding window size (default 96 96 96)")
     g.add_argument("--overlap", type=float, default=None, help="sliding window overlap (default 0.25)")
@@ -86,7 +93,11 @@ def load_model_from_args(args: argparse.Namespace):
     path = path or args.weights
     if args.weights and not args.config:
         raise ParameterError("--weights needs --config (e.g. --config ies-unet)")
-    return load_model(path, args.config, args.device)
+    from LesionXAILib.presets import resolve_model_settings
+
+    model = load_model(path, args.config, args.device)
+    resolve_model_settings(args, model)  # a preset's threshold and CAM layer depend on the network
+    return model
 
 
 def segmentation_settings_from_args(args: argparse.Namespace):
@@ -94,10 +105,15 @@ def segmentation_settings_from_args(args: argparse.Namespace):
     from LesionXAILib.inference import InferenceSettings
     from LesionXAILib.segmentation import SegmentationSettings
 
+    from LesionXAILib.presets import BUILTIN_DEFAULTS
+
+    min_size = getattr(args, "min_size", None)
+    connectivity = getattr(args, "connectivity", None)
     return SegmentationSettings(
         threshold=args.threshold,
-        min_size=args.min_size,
+        min_size=BUILTIN_DEFAULTS["min_size"] if min_size is None else min_size,
         min_size_unit=args.min_size_unit,
+        connectivity=BUILTIN_DEFAULTS["connectivity"] if connectivity is None else int(connectivity),
         inference=InferenceSettings(
             roi_size=tuple(args.roi) if args.roi else None, overlap=args.overlap, mode=args.blend
         ),

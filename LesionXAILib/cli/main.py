@@ -56,6 +56,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
+        from LesionXAILib.presets import apply_preset
+
+        apply_preset(args)  # --preset values and built-in defaults fill the options left unset
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("lesionxai: interrupted", file=sys.stderr)

@@ -66,6 +66,7 @@ class SessionSettings:
     seed: int = 0
     max_radius_mm: float = 15.0
     aggregation: str = "sum"
+    connectivity: int = 26  # of lesion instances (the anchor: 18)
 
     def __post_init__(self) -> None:
         methods = (self.methods,) if isinstance(self.methods, str) else tuple(self.methods)
@@ -80,7 +81,7 @@ class SessionSettings:
         """Return the SegmentationSettings these settings imply."""
         from LesionXAILib.segmentation import SegmentationSettings
 
-        return SegmentationSettings(threshold=self.threshold, min_size=float(self.min_size))
+        return SegmentationSettings(threshold=self.threshold, min_size=float(self.min_size), connectivity=int(self.connectivity))
 
     def analysis_settings(self) -> Any:
         """Return the AnalysisSettings (explainers + context probe) these settings imply."""
@@ -107,7 +108,7 @@ class SessionSettings:
 
     def segmentation_fields(self) -> tuple:
         """Return the fields that change the instances themselves (a change needs a new run)."""
-        return (self.threshold, float(self.min_size))
+        return (self.threshold, float(self.min_size), int(self.connectivity))
 
 
 @dataclass(frozen=True)
