@@ -18,7 +18,7 @@ from LesionXAILib.explain.cam import resolve_layer
 from LesionXAILib.explain.cam_variants import CAM_METHODS, GRADCAMPP_DEFAULT
 
 SHAPE = (16, 20, 12)
-VARIANTS = ("gradcam", "gradcam_relu", "gradcampp_paper", "gradcampp_local", "gradcampp_anchor")
+VARIANTS = ("gradcam", "gradcam_relu", "gradcampp_paper", "gradcampp_local", "gradcampp_anchor", "layercam", "gradcampp_spatial")
 
 
 def _layer_gradient(model, image, mask, layer_module):
@@ -60,19 +60,25 @@ def _direct_cams(model, image, mask, layer_module):
         whole, local = ac.sum(), ac[box.flatten()].sum()
         monai_sum = (ac * gc**3).sum()
         w = {"gradcam": gc.mean(), "gradcam_relu": torch.relu(gc).mean()}
+        spatial = torch.zeros_like(gc)  # gradcampp_spatial: the local alphas times ReLU(g), kept per position
         for name, total in (("gradcampp_paper", whole), ("gradcampp_local", local)):
             acc = 0.0
             for u in range(gc.numel()):
                 den = 2 * gc[u] ** 2 + total * gc[u] ** 3
-                acc += (gc[u] ** 2 / den if den != 0 else 0.0) * max(gc[u], 0.0)
+                term = (gc[u] ** 2 / den if den != 0 else 0.0) * max(gc[u], 0.0)
+                acc += term
+                if name == "gradcampp_local":
+                    spatial[u] = term
             w[name] = acc
         acc = 0.0
         for u in range(gc.numel()):
             den = 2 * gc[u] ** 2 + monai_sum
             acc += gc[u] ** 2 / ((den if den != 0 else 1.0) + 1e-7) * max(gc[u], 0.0)
         w["gradcampp_anchor"] = acc
-        for v in VARIANTS:
+        for v in VARIANTS[:5]:
             maps[v] += w[v] * a[c]
+        maps["layercam"] += torch.clamp(g[c], min=0) * a[c]  # LayerCAM: every position weighted by its own ReLU(g)
+        maps["gradcampp_spatial"] += spatial.view(a[c].shape) * a[c]
     up = lambda m: F.interpolate(torch.relu(m)[None, None], size=image.shape[1:], mode="trilinear", align_corners=False)[0, 0]
     return {v: up(m) for v, m in maps.items()}
 

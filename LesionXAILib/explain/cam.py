@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.explain.cam_variants import CAM_METHODS, VARIANTS, closed_form_weights, variant_of
+from LesionXAILib.explain.cam_variants import CAM_METHODS, SPATIAL_VARIANTS, VARIANTS, closed_form_weights, variant_of
 from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.targets import target_weights
 from LesionXAILib.lesion_model import LesionModel
@@ -217,6 +217,20 @@ def cam_maps(
     boxes = lesion_boxes(crop.masks, a.shape[1:])
     out = {}
     for method in methods:
-        w = VARIANTS[variant_of(method)](g, a64, full.positions, full.channel_sums, boxes)
+        variant = variant_of(method)
+        if variant in SPATIAL_VARIANTS:
+            out[method] = spatial_cam(SPATIAL_VARIANTS[variant](g, a64, boxes), a64, crop).to(full.activations.dtype)
+            continue
+        w = VARIANTS[variant](g, a64, full.positions, full.channel_sums, boxes)
         out[method] = torch.stack([cam_from_weights(wk, full, image_shape) for wk in w])
     return out
+
+
+def spatial_cam(weights: torch.Tensor, a: torch.Tensor, crop: CropInputs) -> torch.Tensor:
+    """Return (K, k, j, i) full-grid maps ReLU(sum_c w^c_u A^c_u) of per-position weights (K, C, *crop layer grid).
+
+    The weights vanish where the crop's gradient does, so the map is resampled on the crop and is 0 beyond it.
+    """
+    cam = torch.relu(torch.einsum("kc...,c...->k...", weights, a))
+    up = F.interpolate(cam[:, None], size=tuple(crop.box.shape), mode="trilinear", align_corners=False)[:, 0]
+    return torch.from_numpy(crop.insert(up))

@@ -1,7 +1,7 @@
 """The channel weights of each Grad-CAM variant (science.md section 3), one small function per variant.
 
 Notation: A^c_u the CAM layer's activations, g^c_u = dS_k/dA^c_u for instance k, u over the layer grid.
-Every variant's map is ReLU(sum_c w_c A^c) (``cam.cam_from_weights``); only w differs:
+Most variants' map is ReLU(sum_c w_c A^c) (``cam.cam_from_weights``) with one weight per channel:
 
   gradcam            w_c = mean_u g^c_u                                   (Selvaraju et al. 2017)
   gradcam_relu       w_c = mean_u ReLU(g^c_u)                             (positive evidence only)
@@ -14,6 +14,11 @@ Every variant's map is ReLU(sum_c w_c A^c) (``cam.cam_from_weights``); only w di
                      D^c_u = 2 g^2 + sum_v A^c_v (g^c_v)^3 (1 where that is 0), w_c = sum_u alpha^c_u ReLU(g^c_u);
                      MONAI multiplies g by exp(S) inside the ReLU, a positive constant per instance that
                      overflows float32 for S > 88 and is left out (the map is MONAI's divided by exp(S))
+The spatial variants keep one weight per channel *and position*, map = ReLU(sum_c w^c_u A^c_u), so the map
+lives where the instance's gradient does (its receptive region) instead of on every lesion of the brain:
+  layercam           w^c_u = ReLU(g^c_u)                                  (LayerCAM, Jiang et al. 2021)
+  gradcampp_spatial  w^c_u = alpha^c_u ReLU(g^c_u) with gradcampp_local's alpha: Grad-CAM++'s weights
+                     before their sum over u
   gradcampp          the default Grad-CAM++ for one lesion: the variant in ``GRADCAMPP_DEFAULT``, chosen by
                      measurement (benchmarks/bench_cam_variants.py, README "Grad-CAM for one lesion")
 
@@ -31,6 +36,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+
+from LesionXAILib.cam_methods import CAM_METHODS
 
 # Each function takes g (K, C, *grid) float64, the crop's activations a (C, *grid) float64, the number
 # of positions of the whole volume's layer grid, the whole volume's per-channel sums (C,) and the
@@ -79,6 +86,21 @@ def anchor_weights(g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return (alpha * torch.relu(g)).sum(dim=(2, 3, 4))
 
 
+def closed_form_alpha(g: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
+    """Return (K, C, *grid) closed-form alphas g^2 / (2 g^2 + s g^3) (0 where the denominator is 0) for (K, C) sums s."""
+    s = sums.to(torch.float64).view(sums.shape[0], sums.shape[1], 1, 1, 1)
+    g2 = g * g
+    denom = 2 * g2 + s * g2 * g
+    return torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
+
+
+# Spatial variants: g (K, C, *grid), a (C, *grid), boxes (K, *grid) -> (K, C, *grid) per-position weights.
+SpatialWeightFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+SPATIAL_VARIANTS: dict[str, SpatialWeightFunction] = {
+    "layercam": lambda g, a, boxes: torch.relu(g),
+    "gradcampp_spatial": lambda g, a, boxes: closed_form_alpha(g, box_sums(a, boxes)) * torch.relu(g),
+}
+
 VARIANTS: dict[str, WeightFunction] = {
     "gradcam": lambda g, a, n, sums, boxes: gradcam_weights(g, n),
     "gradcam_relu": lambda g, a, n, sums, boxes: gradcam_relu_weights(g, n),
@@ -88,7 +110,7 @@ VARIANTS: dict[str, WeightFunction] = {
 }
 # The Grad-CAM++ variant `gradcampp` stands for: see the README table "Grad-CAM for one lesion".
 GRADCAMPP_DEFAULT = "gradcampp_local"
-CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", *(m for m in VARIANTS if m != "gradcam"))
+assert set(CAM_METHODS) == {"gradcampp", *VARIANTS, *SPATIAL_VARIANTS}, "cam_methods.CAM_LABELS must name every variant"
 
 
 def variant_of(method: str) -> str:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from LesionXAILib.cam_methods import CAM_LABELS, CAM_METHODS
 from LesionXAILib.errors import InputImageError, ParameterError
 from LesionXAILib.mrml import colors, hierarchy, segments, tables, views
 from LesionXAILib.mrml.cache import ResultCache, digest_arrays, model_fingerprint
@@ -43,11 +44,11 @@ SHELLS_OVERLAY = "context_shells"
 STATISTIC_KEYS = ("id", "status", "voxels", "volume_mm3", "mean_probability", "flair_share", "context_needed_mm",
                   "context_status", "centroid_ras")  # fmt: skip
 # maps that are never negative: drawn with the sequential table on [0, M]
-NON_NEGATIVE_METHODS = ("gradcam", "gradcampp", "smoothgrad_squared", "smoothgrad_abs")
+NON_NEGATIVE_METHODS = (*CAM_METHODS, "smoothgrad_squared", "smoothgrad_abs")
 METHOD_TITLES = {
     "gradient": "Gradient", "smoothgrad": "SmoothGrad", "smoothgrad_squared": "SmoothGrad²",
     "smoothgrad_abs": "|SmoothGrad|", "integrated_gradients": "Integrated gradients",
-    "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
+    **CAM_LABELS,
 }  # fmt: skip
 # unfinished per-lesion computations kept to resume from (each holds full-grid maps)
 MAX_PARTIALS = 4
@@ -591,7 +592,7 @@ class LesionSession:
         sequences = [s.lower() for s in self.model.config.input_order]
         names: list[str] = []
         for method in self._settings.methods:
-            if method in ("gradcam", "gradcampp"):
+            if method in CAM_METHODS:
                 names.append(method)
             else:
                 names.extend(f"{method}_{s}" for s in sequences)
@@ -704,7 +705,7 @@ class LesionSession:
         vmin, vmax = display.GetWindowLevelMin(), display.GetWindowLevelMax()
         signed = is_signed_overlay(overlay)
         rgba = colors.diverging_rgba() if signed else colors.sequential_rgba()
-        units = "a.u. (CAM)" if overlay in ("gradcam", "gradcampp") else "d logit / d normalised input"
+        units = "a.u. (CAM)" if overlay in CAM_METHODS else "d logit / d normalised input"
         half = max(abs(vmin), abs(vmax))
         return {
             "colormap": colors.DIVERGING if signed else colors.SEQUENTIAL,
