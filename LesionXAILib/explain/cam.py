@@ -12,9 +12,12 @@ Sums that pair A with g (MONAI's denominator, the lesion-box sums) use the crop'
 CAM targets are always the sum (or mean) of the lesion logits; max aggregation applies to input
 gradients only and CAMs fall back to the sum.
 
-Default layer (MONAI UNet): ``model.1.submodule.2``, the decoder block producing the half-resolution
-feature map, i.e. the last decoder stage before the full-resolution output layer (which has only
-the output channels). The anchor hooked ``model.1.submodule.2.conv``, the transposed convolution of
+Default layer (MONAI UNet): ``model.1``, the full-resolution feature map entering the output layer (the
+top skip connection: encoder features concatenated with the decoder's upsampled ones). Chosen by
+measurement (benchmarks/bench_cam_variants.py, README "Grad-CAM for one lesion"): on the demo model every
+variant ranks voxels better there (deletion / insertion AUC) than at ``model.1.submodule.2``, the
+half-resolution decoder block that was the default before. Its whole-volume activations cost
+channels x voxels x 4 bytes (630 MB for the demo model on a 160 x 192 x 160 grid). The anchor hooked ``model.1.submodule.2.conv``, the transposed convolution of
 the same block before its normalisation and activation, through MONAI's formula: ``gradcampp_anchor``
 at that layer (``--preset anchor``) reproduces it; other variants at ``.conv`` do not.
 """
@@ -36,7 +39,7 @@ from LesionXAILib.explain.targets import target_weights
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.roi import CropBox, full_box
 
-CAM_DEFAULT_LAYERS = ("model.1.submodule.2", "model.1")
+CAM_DEFAULT_LAYERS = ("model.1", "model.1.submodule.2")
 
 
 def resolve_layer(model: LesionModel, name: Optional[str] = None) -> tuple[str, nn.Module]:
