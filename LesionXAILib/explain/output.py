@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from LesionXAILib.explain.cam_variants import CAM_METHODS
+from LesionXAILib.cam_methods import CAM_METHODS
 
 
 def write_explanations(out: Path, rows: list[dict], settings, result, margin_source: Optional[str] = None) -> dict[str, Path]:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Optional
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.explain.cam_variants import CAM_METHODS
+from LesionXAILib.cam_methods import CAM_METHODS
 
 AGGREGATIONS = ("sum", "mean", "max")
 GRADIENT_METHODS = (
