@@ -359,7 +359,7 @@ def test_randomisation_through_a_subject_analysis_matches_the_plain_model():
     subject = SubjectAnalysis(other, result)
     shared = evaluate_explanation(model, result.normalized, e, mask, result.geometry, ms, subject)
     assert set(plain.values) == {f"{k}_randomisation_spearman{a}" for k in ("gradient_flair", "gradient_mprage", "gradcam")
-                                 for a in ("", "_abs")}  # fmt: skip
+                                 for a in ("", "_abs")} | {f"gradcam_randomisation_spearman{a}_brain" for a in ("", "_abs")}  # fmt: skip
     np.testing.assert_allclose([plain.values[k] for k in sorted(plain.values)], [shared.values[k] for k in sorted(plain.values)],
                                rtol=1e-12)  # fmt: skip
     assert all(np.isfinite(v) for v in plain.values.values())

@@ -107,3 +107,16 @@ def test_probe_without_lesions_writes_an_empty_summary(tmp_path):
     assert list(csv.DictReader(open(out / "context_probe.csv"))) == []
     summary = json.loads((out / "context_probe.json").read_text())
     assert summary["instances"] == [] and summary["distribution"]["context_needed_mm"] == []
+
+
+def test_probe_with_the_anchor_element_counts_18_connected_steps(subject):
+    out = subject["tmp"] / "anchor"
+    assert main(probe_args(subject, out, "--probe-element", "anchor", "--max-radius", "8", "--connectivity", "18")) == 0
+    curve = json.loads((out / "instance_1" / "context_curve.json").read_text())
+    assert curve["radii_mm"] == [float(n) for n in range(1, 9)]  # steps 1 ... 8 (the anchor's start at 1)
+    settings = curve["settings"]
+    assert (settings["element"], settings["detection"], settings["connectivity"]) == ("anchor", "any", 18)
+    rows = list(csv.DictReader(open(out / "context_probe.csv")))
+    assert [int(r["id"]) for r in rows] == [1, 2]
+    # with the anchor element, "context needed" is a whole number of dilation steps
+    assert all(r["context_needed_mm"] == "" or float(r["context_needed_mm"]).is_integer() for r in rows)

@@ -51,10 +51,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add threshold, minimum size and sliding-window options to ``parser``."""
+    """Add the run preset, threshold, minimum size, connectivity and sliding-window options to ``parser``."""
+    from LesionXAILib.presets import PRESETS
+
+    parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                        help="a study's conventions in one switch (anchor: 18-connectivity, > 5 voxels, threshold 0.3 U-Net / 0.4, "
+                             "18-connected step probe, SmoothGrad n=50, gradcampp_anchor); explicit options override it")  # fmt: skip
     g = parser.add_argument_group("segmentation")
     g.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's, e.g. 0.5)")
-    g.add_argument("--min-size", type=float, default=3, help="minimum lesion size (default 3)")
+    g.add_argument("--min-size", type=float, default=None, help="minimum lesion size (default 3; --preset anchor: 6 voxels)")
+    g.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=None,
+                   help="voxel connectivity of lesion instances (default 26; --preset anchor: 18)")  # fmt: skip
     g.add_argument("--min-size-unit", choices=("voxels", "mm3"), default="voxels")
     g.add_argument("--roi", type=int, nargs=3, default=None, metavar=("K", "J", "I"), help="sliding window size (default 96 96 96)")
     g.add_argument("--overlap", type=float, default=None, help="sliding window overlap (default 0.25)")
@@ -102,11 +109,17 @@ def load_model_from_args(args: argparse.Namespace):
 
     if args.weights and args.model:
         raise ParameterError("give either --model or --weights, not both")
+    from LesionXAILib.presets import resolve_model_settings
+
     if args.weights:
         if not args.config:
             raise ParameterError("--weights needs --config (e.g. --config ies-unet)")
-        return load_weights(args.weights, args.config, args.device)
-    return load_model(args.model, args.config, args.device, trust=bool(getattr(args, "trust_model", False)), options=model_options_from_args(args))
+        model = load_weights(args.weights, args.config, args.device)
+    else:
+        model = load_model(args.model, args.config, args.device, trust=bool(getattr(args, "trust_model", False)),
+                           options=model_options_from_args(args))  # fmt: skip
+    resolve_model_settings(args, model)  # a preset's threshold and CAM layer depend on the network
+    return model
 
 
 def model_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,10 +136,15 @@ def segmentation_settings_from_args(args: argparse.Namespace):
     from LesionXAILib.inference import InferenceSettings
     from LesionXAILib.segmentation import SegmentationSettings
 
+    from LesionXAILib.presets import BUILTIN_DEFAULTS
+
+    min_size = getattr(args, "min_size", None)
+    connectivity = getattr(args, "connectivity", None)
     return SegmentationSettings(
         threshold=args.threshold,
-        min_size=args.min_size,
+        min_size=BUILTIN_DEFAULTS["min_size"] if min_size is None else min_size,
         min_size_unit=args.min_size_unit,
+        connectivity=BUILTIN_DEFAULTS["connectivity"] if connectivity is None else int(connectivity),
         inference=InferenceSettings(
             roi_size=tuple(args.roi) if args.roi else None, overlap=args.overlap, mode=args.blend
         ),

@@ -60,6 +60,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     out = _new_output_folder(args)
     try:
+        from LesionXAILib.presets import apply_preset
+
+        apply_preset(args)  # --preset values and built-in defaults fill the options left unset
         validate_arguments(parser, args)  # every number checked before any work or output folder
         if getattr(args, "max_image_voxels", None) is not None:
             set_max_voxels(args.max_image_voxels)

@@ -26,7 +26,8 @@ GROUP_ORDER = ("TP", "FP", "FN", "predicted")
 SALIENCY_STATISTICS = ("inside_peak", "inside_mean", "ring_mean")
 CONTEXT_COLUMN = "context_needed_mm"
 METRIC_SUFFIXES = ("infidelity_relative", "max_sensitivity", "deletion_auc", "insertion_auc", "ap", "ap_top_k",
-                   "randomisation_spearman")  # fmt: skip
+                   "randomisation_spearman", "randomisation_spearman_abs", "randomisation_spearman_brain",
+                   "randomisation_spearman_abs_brain")  # fmt: skip
 
 
 def group_names(rows: Sequence[dict[str, Any]]) -> list[str]:

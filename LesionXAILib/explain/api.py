@@ -319,7 +319,7 @@ def _stage(method: str) -> str:
     """Return the computation a method belongs to (SmoothGrad variants share samples, CAMs share a pass)."""
     if method in SMOOTHGRAD_VARIANTS:
         return "smoothgrad"
-    if method in ("gradcam", "gradcampp"):
+    if method in CAM_METHODS:
         return "cam"
     return method
 

@@ -13,8 +13,10 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.api import check_image
 from LesionXAILib.explain.cam import cam_maps, resolve_layer
+from LesionXAILib.explain.cam_variants import CAM_METHODS
 from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.gradient import gradient_maps
 from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
@@ -144,9 +146,13 @@ class IntegratedGradients(InstanceAttribution):
 class _LayerCAM(InstanceAttribution):
     method = ""
 
-    def __init__(self, model: LesionModel, layer: Optional[str] = None) -> None:
+    def __init__(self, model: LesionModel, layer: Optional[str] = None, method: Optional[str] = None) -> None:
         super().__init__(model)
         self.layer = resolve_layer(self.model, layer)[0]
+        if method is not None:
+            if method not in CAM_METHODS:
+                raise ParameterError(f"unknown CAM method '{method}'; choose from {', '.join(CAM_METHODS)}")
+            self.method = method
 
     def attribute(
         self,
@@ -172,6 +178,6 @@ class GradCAM(_LayerCAM):
 
 
 class GradCAMpp(_LayerCAM):
-    """Grad-CAM++ (closed form of science.md section 3) at a named layer."""
+    """Grad-CAM++ at a named layer: the measured default variant, or ``method`` ('gradcampp_paper', 'gradcampp_anchor', ...)."""
 
     method = "gradcampp"

@@ -1,22 +1,25 @@
-"""Grad-CAM and Grad-CAM++ at a named layer, instance-targeted (science.md section 3).
+"""Grad-CAM and its Grad-CAM++ variants at a named layer, instance-targeted (science.md section 3).
 
-With A^c the layer's activations and g^c_u = dS_k/dA^c_u:
-  Grad-CAM   w_c = mean_u g^c_u
-  Grad-CAM++ alpha^c_u = (g^c_u)^2 / (2 (g^c_u)^2 + (sum_v A^c_v) (g^c_u)^3), 0 where the denominator is 0,
-             w_c = sum_u alpha^c_u ReLU(g^c_u)  (the paper's closed form; no exp(S) factor, which
-             overflows for instance sums, and not MONAI's/medcam's variant)
-  map = ReLU(sum_c w_c A^c), resampled trilinearly from the layer grid to the input grid.
-The means and sums over u run over the layer's whole grid for the whole (padded) volume. In ROI
-mode g comes from the lesion crop (it vanishes outside the instance's receptive field), while A
+With A^c the layer's activations and g^c_u = dS_k/dA^c_u, every variant's map is
+ReLU(sum_c w_c A^c), resampled trilinearly from the layer grid to the input grid; the weights w_c of
+each variant (gradcam, gradcam_relu, gradcampp_paper, gradcampp_local, gradcampp_anchor, and the
+default ``gradcampp``) are in :mod:`LesionXAILib.explain.cam_variants`.
+Whole-volume means and sums over u run over the layer's whole grid for the whole (padded) volume. In
+ROI mode g comes from the lesion crop (it vanishes outside the instance's receptive field), while A
 and its channel sums come from one gradient-free forward pass over the whole volume, shared by all
 instances: the maps then match the full-volume ones up to the receptive field the crop cuts off.
+Sums that pair A with g (MONAI's denominator, the lesion-box sums) use the crop's own activations.
 CAM targets are always the sum (or mean) of the lesion logits; max aggregation applies to input
 gradients only and CAMs fall back to the sum.
 
-Default layer (MONAI UNet): ``model.1.submodule.2``, the decoder block producing the half-resolution
-feature map, i.e. the last decoder stage before the full-resolution output layer (which has only
-the output channels). The anchor hooked ``model.1.submodule.2.conv``, the transposed convolution of
-the same block before its normalisation and activation; pass that name to reproduce it.
+Default layer (MONAI UNet): ``model.1``, the full-resolution feature map entering the output layer (the
+top skip connection: encoder features concatenated with the decoder's upsampled ones). Chosen by
+measurement (benchmarks/bench_cam_variants.py, README "Grad-CAM for one lesion"): on the demo model every
+variant ranks voxels better there (deletion / insertion AUC) than at ``model.1.submodule.2``, the
+half-resolution decoder block that was the default before. Its whole-volume activations cost
+channels x voxels x 4 bytes (630 MB for the demo model on a 160 x 192 x 160 grid). The anchor hooked ``model.1.submodule.2.conv``, the transposed convolution of
+the same block before its normalisation and activation, through MONAI's formula: ``gradcampp_anchor``
+at that layer (``--preset anchor``) reproduces it; other variants at ``.conv`` do not.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from LesionXAILib.errors import ParameterError
+from LesionXAILib.explain.cam_variants import CAM_METHODS, SPATIAL_VARIANTS, VARIANTS, closed_form_weights, variant_of
 from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.targets import target_weights
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.roi import CropBox, full_box
 
-CAM_DEFAULT_LAYERS = ("model.1.submodule.2", "model.1")
+CAM_DEFAULT_LAYERS = ("model.1", "model.1.submodule.2")
 
 
 def resolve_layer(model: LesionModel, name: Optional[str] = None) -> tuple[str, nn.Module]:
@@ -150,19 +154,28 @@ def layer_gradients(
     return a[0].detach(), torch.stack(grads)
 
 
-def gradcam_weights(g: torch.Tensor, positions: int) -> torch.Tensor:
-    """Return (K, C) Grad-CAM weights: the mean of g over ``positions`` layer positions (g is 0 off the crop)."""
-    return g.sum(dim=(2, 3, 4), dtype=torch.float64) / positions
-
-
 def gradcampp_weights(g: torch.Tensor, channel_sums: torch.Tensor) -> torch.Tensor:
-    """Return (K, C) Grad-CAM++ weights sum_u alpha^c_u ReLU(g^c_u) with the closed-form alpha."""
-    g = g.to(torch.float64)
-    s = channel_sums.to(torch.float64).view(1, -1, 1, 1, 1)
-    g2 = g * g
-    denom = 2 * g2 + s * g2 * g
-    alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(g))
-    return (alpha * torch.relu(g)).sum(dim=(2, 3, 4))
+    """Return (K, C) weights of the closed-form Grad-CAM++ with whole-volume channel sums (``gradcampp_paper``)."""
+    return closed_form_weights(g, channel_sums)
+
+
+def lesion_boxes(masks: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """Return (K, *grid) bool: each (K, *crop) mask's bounding box mapped onto a layer grid covering the same crop."""
+    shape = masks.shape[1:]
+    out = torch.zeros((masks.shape[0], *grid), dtype=torch.bool, device=masks.device)
+    for k in range(masks.shape[0]):
+        idx = torch.nonzero(masks[k])
+        if idx.numel() == 0:
+            continue
+        lo, hi = idx.min(0).values.tolist(), idx.max(0).values.tolist()
+        sl = []
+        for a, b, n, m in zip(lo, hi, shape, grid):
+            # every layer position whose footprint on the input grid touches the box
+            start = int(np.floor(a * m / n))
+            stop = max(start + 1, int(np.ceil((b + 1) * m / n)))
+            sl.append(slice(start, min(stop, int(m))))
+        out[(k, *sl)] = True
+    return out
 
 
 def cam_from_weights(weights: torch.Tensor, full: LayerActivations, image_shape: Sequence[int]) -> torch.Tensor:
@@ -183,14 +196,14 @@ def cam_maps(
     full: Optional[LayerActivations] = None,
     image: Optional[np.ndarray | torch.Tensor] = None,
 ) -> dict[str, torch.Tensor]:
-    """Return {method: (K, k, j, i)} full-grid CAMs of the K targets for 'gradcam' and/or 'gradcampp'.
+    """Return {method: (K, k, j, i)} full-grid CAMs of the K targets for each CAM method (cam_variants.CAM_METHODS).
 
     ``full`` (whole-volume activations of the same layer) is needed unless the crop is the whole
     volume; pass it to share one forward pass between instances, or pass ``image`` to compute it.
     """
-    bad = [m for m in methods if m not in ("gradcam", "gradcampp")]
+    bad = [m for m in methods if m not in CAM_METHODS]
     if bad:
-        raise ParameterError(f"unknown CAM method(s) {bad}; choose from gradcam, gradcampp")
+        raise ParameterError(f"unknown CAM method(s) {bad}; choose from {', '.join(CAM_METHODS)}")
     name, _ = resolve_layer(model, layer)
     a, g = layer_gradients(model, crop, name, aggregation)
     if crop.is_full:
@@ -202,8 +215,25 @@ def cam_maps(
     elif full.layer != name:
         raise ParameterError(f"layer activations are of '{full.layer}', not of the CAM layer '{name}'")
     image_shape = crop.box.full_shape
+    g = g.to(torch.float64)
+    a64 = a.to(torch.float64)
+    boxes = lesion_boxes(crop.masks, a.shape[1:])
     out = {}
     for method in methods:
-        w = gradcam_weights(g, full.positions) if method == "gradcam" else gradcampp_weights(g, full.channel_sums)
+        variant = variant_of(method)
+        if variant in SPATIAL_VARIANTS:
+            out[method] = spatial_cam(SPATIAL_VARIANTS[variant](g, a64, boxes), a64, crop).to(full.activations.dtype)
+            continue
+        w = VARIANTS[variant](g, a64, full.positions, full.channel_sums, boxes)
         out[method] = torch.stack([cam_from_weights(wk, full, image_shape) for wk in w])
     return out
+
+
+def spatial_cam(weights: torch.Tensor, a: torch.Tensor, crop: CropInputs) -> torch.Tensor:
+    """Return (K, k, j, i) full-grid maps ReLU(sum_c w^c_u A^c_u) of per-position weights (K, C, *crop layer grid).
+
+    The weights vanish where the crop's gradient does, so the map is resampled on the crop and is 0 beyond it.
+    """
+    cam = torch.relu(torch.einsum("kc...,c...->k...", weights, a))
+    up = F.interpolate(cam[:, None], size=tuple(crop.box.shape), mode="trilinear", align_corners=False)[:, 0]
+    return torch.from_numpy(crop.insert(up))

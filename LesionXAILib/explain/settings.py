@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Optional
 
 from LesionXAILib.errors import ParameterError
+from LesionXAILib.cam_methods import CAM_METHODS
 
 AGGREGATIONS = ("sum", "mean", "max")
 GRADIENT_METHODS = (
@@ -16,7 +17,6 @@ GRADIENT_METHODS = (
     "smoothgrad_abs",
     "integrated_gradients",
 )
-CAM_METHODS = ("gradcam", "gradcampp")
 METHODS = GRADIENT_METHODS + CAM_METHODS
 
 # Measured with benchmarks/explain_margin_fidelity.py on the shipped demo model (SmoothGrad n=4, sum,

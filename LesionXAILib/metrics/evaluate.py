@@ -23,7 +23,7 @@ from LesionXAILib.metrics.cost import MetricCost, count_passes, timed
 from LesionXAILib.metrics.deletion import deletion_insertion, deletion_region, feature_order, random_order
 from LesionXAILib.metrics.infidelity import attribution_infidelity, perturbation_effects
 from LesionXAILib.metrics.inputs import InstanceInputs, explanation_methods, instance_inputs
-from LesionXAILib.metrics.randomisation import compare_maps
+from LesionXAILib.metrics.randomisation import brain_mask, compare_maps
 from LesionXAILib.metrics.sensitivity import max_sensitivity
 from LesionXAILib.metrics.settings import MetricSettings
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
@@ -202,8 +202,13 @@ def _randomisation(
     else:
         with count_passes(random_model) as cost:
             random_expl = next(iter_explanations(random_model, inputs.image, [inputs.target], inputs.geometry, explanation.settings))
+    brain = brain_mask(inputs.image)
     for key in _map_keys(explanation, inputs):
-        r = compare_maps(explanation.maps[key], random_expl.maps[key], inputs.box)
+        cam = key in CAM_METHODS  # full-grid maps: scored over the whole brain as well
+        r = compare_maps(explanation.maps[key], random_expl.maps[key], inputs.box, brain if cam else None)
         out.values[f"{key}_randomisation_spearman"] = r.spearman
         out.values[f"{key}_randomisation_spearman_abs"] = r.spearman_abs
+        if cam:
+            out.values[f"{key}_randomisation_spearman_brain"] = r.spearman_brain
+            out.values[f"{key}_randomisation_spearman_abs_brain"] = r.spearman_abs_brain
     out.add_cost("randomisation", "all", cost)

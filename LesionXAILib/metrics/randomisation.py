@@ -10,12 +10,19 @@ explainer evaluated, restricted to the voxels where either map is non-zero (sign
 absolute values as Adebayo et al. also report). The restriction matters for ROI gradient maps: both
 are exactly 0 beyond the lesion's receptive field, and those shared ties alone would make any two
 maps look alike. A map that explains the model must change: |rho| near 0 passes, rho near 1 fails.
+
+CAMs are full-grid maps (the layer's activations come from the whole volume), so they are also compared
+over the whole brain (voxels where any input channel is non-zero): a CAM can differ near the lesion
+and still be the same map everywhere else. Gradient maps of a crop are 0 beyond it, so for them the
+brain-wide value is the crop's. The absolute maps are reported next to the signed ones because
+|SmoothGrad| of a trained network correlates far more with that of a random one than signed SmoothGrad.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -30,10 +37,15 @@ class RandomisationResult:
 
     spearman: float
     spearman_abs: float
+    spearman_brain: Optional[float] = None  # over the whole brain (CAMs)
+    spearman_abs_brain: Optional[float] = None
 
     def to_dict(self) -> dict:
-        """Return a JSON-serialisable dict."""
-        return {"spearman": self.spearman, "spearman_abs": self.spearman_abs}
+        """Return a JSON-serialisable dict (the brain-wide values only where measured)."""
+        d = {"spearman": self.spearman, "spearman_abs": self.spearman_abs}
+        if self.spearman_brain is not None:
+            d.update(spearman_brain=self.spearman_brain, spearman_abs_brain=self.spearman_abs_brain)
+        return d
 
 
 def randomised_model(model: LesionModel, seed: int = 0) -> LesionModel:
@@ -69,10 +81,25 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def compare_maps(trained: np.ndarray, randomised: np.ndarray, box: CropBox) -> RandomisationResult:
-    """Return the Spearman correlations of two full-grid maps over the image part of ``box`` where either is non-zero."""
+def compare_maps(
+    trained: np.ndarray, randomised: np.ndarray, box: CropBox, brain: Optional[np.ndarray] = None
+) -> RandomisationResult:
+    """Return the Spearman correlations of two full-grid maps over the image part of ``box`` where either is non-zero,
+    and, given a full-grid ``brain`` mask, over the brain's voxels where either is non-zero."""
     a = np.asarray(trained)[box.slices]
     b = np.asarray(randomised)[box.slices]
     support = (a != 0) | (b != 0)
     a, b = a[support], b[support]
-    return RandomisationResult(spearman(a, b), spearman(np.abs(a), np.abs(b)))
+    result = RandomisationResult(spearman(a, b), spearman(np.abs(a), np.abs(b)))
+    if brain is not None:
+        region = np.asarray(brain, dtype=bool)
+        a, b = np.asarray(trained)[region], np.asarray(randomised)[region]
+        support = (a != 0) | (b != 0)
+        a, b = a[support], b[support]
+        result.spearman_brain, result.spearman_abs_brain = spearman(a, b), spearman(np.abs(a), np.abs(b))
+    return result
+
+
+def brain_mask(image: np.ndarray) -> np.ndarray:
+    """Return the (k, j, i) brain of a normalised (C, k, j, i) image: voxels where any channel is non-zero."""
+    return np.any(np.asarray(image) != 0, axis=0)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from LesionXAILib.cam_methods import CAM_LABELS, CAM_METHODS
 from LesionXAILib.errors import InputImageError, ParameterError
 from LesionXAILib.mrml import colors, hierarchy, segments, tables, views
 from LesionXAILib.mrml.cache import ResultCache, digest_arrays, model_fingerprint
@@ -43,11 +44,11 @@ SHELLS_OVERLAY = "context_shells"
 STATISTIC_KEYS = ("id", "status", "voxels", "volume_mm3", "mean_probability", "flair_share", "context_needed_mm",
                   "context_status", "centroid_ras")  # fmt: skip
 # maps that are never negative: drawn with the sequential table on [0, M]
-NON_NEGATIVE_METHODS = ("gradcam", "gradcampp", "smoothgrad_squared", "smoothgrad_abs")
+NON_NEGATIVE_METHODS = (*CAM_METHODS, "smoothgrad_squared", "smoothgrad_abs")
 METHOD_TITLES = {
     "gradient": "Gradient", "smoothgrad": "SmoothGrad", "smoothgrad_squared": "SmoothGrad²",
     "smoothgrad_abs": "|SmoothGrad|", "integrated_gradients": "Integrated gradients",
-    "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++",
+    **CAM_LABELS,
 }  # fmt: skip
 # unfinished per-lesion computations kept to resume from (each holds full-grid maps)
 MAX_PARTIALS = 4
@@ -66,6 +67,7 @@ class SessionSettings:
     seed: int = 0
     max_radius_mm: float = 15.0
     aggregation: str = "sum"
+    connectivity: int = 26  # of lesion instances (the anchor: 18)
 
     def __post_init__(self) -> None:
         methods = (self.methods,) if isinstance(self.methods, str) else tuple(self.methods)
@@ -80,7 +82,7 @@ class SessionSettings:
         """Return the SegmentationSettings these settings imply."""
         from LesionXAILib.segmentation import SegmentationSettings
 
-        return SegmentationSettings(threshold=self.threshold, min_size=float(self.min_size))
+        return SegmentationSettings(threshold=self.threshold, min_size=float(self.min_size), connectivity=int(self.connectivity))
 
     def analysis_settings(self) -> Any:
         """Return the AnalysisSettings (explainers + context probe) these settings imply."""
@@ -107,7 +109,7 @@ class SessionSettings:
 
     def segmentation_fields(self) -> tuple:
         """Return the fields that change the instances themselves (a change needs a new run)."""
-        return (self.threshold, float(self.min_size))
+        return (self.threshold, float(self.min_size), int(self.connectivity))
 
 
 @dataclass(frozen=True)
@@ -633,7 +635,7 @@ class LesionSession:
         sequences = [s.lower() for s in self.model.config.input_order]
         names: list[str] = []
         for method in self._settings.methods:
-            if method in ("gradcam", "gradcampp"):
+            if method in CAM_METHODS:
                 names.append(method)
             else:
                 names.extend(f"{method}_{s}" for s in sequences)
@@ -774,7 +776,7 @@ class LesionSession:
         vmin, vmax = display.GetWindowLevelMin(), display.GetWindowLevelMax()
         signed = is_signed_overlay(overlay)
         rgba = colors.diverging_rgba() if signed else colors.sequential_rgba()
-        units = "a.u. (CAM)" if overlay in ("gradcam", "gradcampp") else "d logit / d normalised input"
+        units = "a.u. (CAM)" if overlay in CAM_METHODS else "d logit / d normalised input"
         half = max(abs(vmin), abs(vmax))
         return {
             "colormap": colors.DIVERGING if signed else colors.SEQUENTIAL,

@@ -5,6 +5,10 @@ anisotropic spacing honoured) and replaced by a neutral fill elsewhere; the mode
 lesion's detection, mean probability and Dice are recorded (detection rule: ``probes.detection``).
 The unmasked image is evaluated too ("full context", r = infinity).
 
+``element="anchor"`` grows the lesion as the anchor study did instead: n-fold dilation with the
+18-connected element in voxel steps (``probes.structuring.dilation_steps``); the radii are then
+whole step counts n (default 1 ... 34), not mm, and ``detection="any"`` is the anchor's rule.
+
 Speed: everything runs on one lesion-centred crop, all radii stacked along the batch dimension
 (in chunks that bound memory). The crop starts on the network's stride grid (``roi.align_box``)
 and reaches ``max(largest radius, receptive_margin_mm)`` beyond the lesion's bounding box. Why that
@@ -31,9 +35,9 @@ from LesionXAILib.errors import InstanceError, ParameterError
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.probes.curve import ContextCurve, context_needed
-from LesionXAILib.probes.detection import ProbePoint, score_prediction
+from LesionXAILib.probes.detection import DETECTION_RULES, ProbePoint, score_prediction
 from LesionXAILib.probes.fill import check_fill, fill_field
-from LesionXAILib.probes.structuring import distance_from_mask_mm, within_radius
+from LesionXAILib.probes.structuring import ELEMENTS, dilation_steps, distance_from_mask_mm, within_radius
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
 from LesionXAILib.roi import CropBox, align_box, lesion_box
 
@@ -48,6 +52,8 @@ DEFAULT_MAX_RADIUS_MM = 15
 DEFAULT_RECEPTIVE_MARGIN_MM = 24.0
 # voxels per network call (batch x crop); about 8 crops of 64^3
 MAX_BATCH_VOXELS = 8 * 64**3
+# The anchor's dilation steps (federicospagnolo/IES): 1 ... 34 voxels with the 18-connected element
+ANCHOR_STEPS = tuple(float(n) for n in range(1, 35))
 
 
 def default_radii(max_radius_mm: float = DEFAULT_MAX_RADIUS_MM, step_mm: float = 1.0) -> tuple[float, ...]:
@@ -67,7 +73,9 @@ class ContextSettings:
     ``threshold=None`` takes the segmentation's (or the model's) threshold. ``min_size_voxels=None``
     means 1 (any predicted voxel on the lesion) for :func:`context_probe`, and the segmentation's
     minimum size for :func:`context_probe_instances`. ``batch_size=None`` picks the largest batch
-    within ``MAX_BATCH_VOXELS``. ``seed`` drives the noise fill.
+    within ``MAX_BATCH_VOXELS``. ``seed`` drives the noise fill. ``element``: 'ball' (radii in mm) or
+    'anchor' (radii = whole numbers of 18-connected dilation steps). ``detection``: 'component' (a
+    thresholded component overlaps the lesion) or 'any' (a lesion voxel reaches the threshold).
     """
 
     radii_mm: tuple[float, ...] = default_radii()
@@ -78,6 +86,8 @@ class ContextSettings:
     receptive_margin_mm: float = DEFAULT_RECEPTIVE_MARGIN_MM
     batch_size: Optional[int] = None
     seed: int = 0
+    element: str = "ball"
+    detection: str = "component"
 
     def __post_init__(self) -> None:
         try:
@@ -101,6 +111,24 @@ class ContextSettings:
             raise ParameterError(f"receptive margin must be >= 0 mm, got {self.receptive_margin_mm}")
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise ParameterError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.element not in ELEMENTS:
+            raise ParameterError(f"probe element must be one of {ELEMENTS}, got '{self.element}'")
+        if self.element == "anchor" and any(r != int(r) for r in self.radii_mm):
+            raise ParameterError(f"the anchor element counts whole dilation steps; got radii {list(self.radii_mm)}")
+        if self.detection not in DETECTION_RULES:
+            raise ParameterError(f"detection rule must be one of {DETECTION_RULES}, got '{self.detection}'")
+
+    @classmethod
+    def anchor(cls, **changes) -> "ContextSettings":
+        """Return the anchor study's probe: 18-connected dilation steps 1 ... 34, fill 0, any-voxel detection."""
+        values = {"radii_mm": ANCHOR_STEPS, "element": "anchor", "detection": "any", "fill": "zero", **changes}
+        return cls(**values)
+
+    def reach_mm(self, spacing_kji: Sequence[float]) -> float:
+        """Return how far (mm) the largest kept region reaches beyond the lesion (n steps reach n voxels per axis)."""
+        if self.element == "anchor":
+            return self.max_radius_mm * max(float(s) for s in spacing_kji)
+        return self.max_radius_mm
 
     @classmethod
     def up_to(cls, max_radius_mm: float, step_mm: float = 1.0, **changes) -> "ContextSettings":
@@ -123,7 +151,7 @@ def probe_box(
     instance_mask: np.ndarray, spacing_kji: Sequence[float], settings: ContextSettings, divisor: int = 1
 ) -> CropBox:
     """Return the lesion-centred, stride-aligned crop the probe evaluates: bbox + max(largest radius, receptive margin) mm."""
-    margin = max(settings.max_radius_mm, settings.receptive_margin_mm)
+    margin = max(settings.reach_mm(spacing_kji), settings.receptive_margin_mm)
     return align_box(lesion_box(instance_mask, spacing_kji, margin), divisor)
 
 
@@ -184,7 +212,10 @@ def context_probe(
     box = probe_box(mask, spacing, settings, model.size_divisor)
     crop = torch.from_numpy(np.ascontiguousarray(box.extract(x, 0.0)))
     mask_crop = np.ascontiguousarray(box.extract(mask, False))
-    distance = distance_from_mask_mm(mask_crop, spacing)
+    if settings.element == "anchor":
+        distance = dilation_steps(mask_crop, int(settings.max_radius_mm))
+    else:
+        distance = distance_from_mask_mm(mask_crop, spacing)
     fill = torch.from_numpy(fill_field(x, box.shape, settings.fill, model.config.normalization, settings.seed))
 
     radii: list[Optional[float]] = list(settings.radii_mm) + [None]  # None = full context
@@ -203,7 +234,7 @@ def context_probe(
                 ]
             )
             for prob in _probabilities(model, inputs):
-                points.append(score_prediction(prob, mask_crop, threshold, min_size, settings.connectivity))
+                points.append(score_prediction(prob, mask_crop, threshold, min_size, settings.connectivity, settings.detection))
             done = first + len(chunk)
             last = "full context" if chunk[-1] is None else f"r = {chunk[-1]:g} mm"
             reporter(done / len(radii), f"{last} ({done}/{len(radii)})")

@@ -2,9 +2,10 @@
 
 Re-segmentation follows the segmentation pipeline: voxels with probability >= threshold, split into
 connected components (26-connectivity by default) of at least ``min_size_voxels`` voxels. The lesion
-counts as **detected** when at least one such component overlaps its mask. Dice compares the lesion
-mask with the union of the overlapping components only, so other lesions inside the same crop do not
-lower it.
+counts as **detected** when at least one such component overlaps its mask (rule ``component``), or, as
+the anchor study counted it (rule ``any``), when any lesion voxel reaches the threshold. Dice compares
+the lesion mask with the union of the overlapping components only, so other lesions inside the same
+crop do not lower it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import numpy as np
 
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.instances import label_components
+
+DETECTION_RULES = ("component", "any")
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,11 @@ def score_prediction(
     threshold: float,
     min_size_voxels: int = 1,
     connectivity: int = 26,
+    rule: str = "component",
 ) -> ProbePoint:
-    """Return the ProbePoint of ``probability`` (k,j,i) for the lesion ``lesion_mask`` (same shape)."""
+    """Return the ProbePoint of ``probability`` (k,j,i) for the lesion ``lesion_mask`` (same shape), detected by ``rule``."""
+    if rule not in DETECTION_RULES:
+        raise ParameterError(f"detection rule must be one of {DETECTION_RULES}, got '{rule}'")
     mask = np.asarray(lesion_mask, dtype=bool)
     if probability.shape != mask.shape:
         raise ParameterError(f"probability shape {probability.shape} does not match lesion mask {mask.shape}")
@@ -68,7 +74,7 @@ def score_prediction(
     n_pred = int(predicted.sum())
     inside = probability[mask]
     return ProbePoint(
-        detected=n_pred > 0,
+        detected=n_pred > 0 if rule == "component" else bool((inside >= threshold).any()),
         mean_probability=float(inside.mean()),
         max_probability=float(inside.max()),
         dice=2.0 * int(np.count_nonzero(predicted & mask)) / (n_pred + n_lesion),

@@ -1,9 +1,14 @@
-"""Balls in millimetres around a lesion, honouring anisotropic voxel spacing.
+"""Balls in millimetres around a lesion, honouring anisotropic voxel spacing; the anchor's voxel-step dilations.
 
 One Euclidean distance transform (``sampling`` = voxel spacing) gives the distance in mm from every
 voxel centre to the nearest lesion voxel centre; the lesion dilated by a ball of radius r is then
 ``distance <= r`` for every r at once. This is the same set as a binary dilation with the
 ellipsoidal (in voxel space) structuring element :func:`ball_element`, without one dilation per radius.
+
+The anchor study grew the lesion instead by n-fold binary dilation with the 18-connected element
+(``scipy.ndimage.generate_binary_structure(3, 2)``), n = 1 ... 34 voxel steps, whatever the spacing:
+:func:`dilation_steps` gives, per voxel, the smallest n whose dilation holds it (one dilation per step),
+so that ``steps <= n`` is the n-fold dilation.
 """
 
 from __future__ import annotations
@@ -79,3 +84,39 @@ def shell_labels(distance_mm: np.ndarray, radii_mm: Sequence[float]) -> np.ndarr
     index = np.searchsorted(bounds, distance_mm.astype(np.float64), side="left")
     labels = np.where(index < radii.size, index + 1, 0)
     return labels.astype(np.int16)
+
+
+ELEMENTS = ("ball", "anchor")  # Euclidean balls in mm; the anchor's 18-connected voxel steps
+
+
+def anchor_element() -> np.ndarray:
+    """Return the anchor's 3x3x3 18-connected structuring element (generate_binary_structure(3, 2))."""
+    from scipy import ndimage
+
+    return ndimage.generate_binary_structure(3, 2)
+
+
+def dilation_steps(mask: np.ndarray, max_steps: int) -> np.ndarray:
+    """Return float32 per-voxel step counts: the smallest n <= ``max_steps`` whose n-fold 18-connected dilation of ``mask`` holds the voxel (inf beyond)."""
+    from scipy import ndimage
+
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 3:
+        raise ParameterError(f"lesion mask must be 3D (k, j, i), got shape {m.shape}")
+    if not m.any():
+        raise InstanceError("instance mask is empty (no voxel inside the image)")
+    if int(max_steps) != max_steps or max_steps < 0:
+        raise ParameterError(f"dilation steps must be a whole number >= 0, got {max_steps}")
+    steps = np.full(m.shape, np.inf, dtype=np.float32)
+    steps[m] = 0
+    element = anchor_element()
+    grown = m
+    for n in range(1, int(max_steps) + 1):
+        grown = ndimage.binary_dilation(grown, structure=element)
+        steps[grown & np.isinf(steps)] = n
+    return steps
+
+
+def dilate_steps(mask: np.ndarray, steps: int) -> np.ndarray:
+    """Return ``mask`` dilated ``steps`` times by the anchor's 18-connected element."""
+    return dilation_steps(mask, steps) <= steps

@@ -17,13 +17,14 @@ from typing import Any, Optional
 import numpy as np
 import SimpleITK as sitk
 
+from LesionXAILib.cam_methods import CAM_METHODS
 from LesionXAILib.errors import InputImageError
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.run_identity import RUN_ID, SEGMENTATION_ID
 
 # preference order when several methods of a kind were computed
 GRADIENT_PREFERENCE = ("smoothgrad", "gradient", "integrated_gradients", "smoothgrad_squared", "smoothgrad_abs")
-CAM_PREFERENCE = ("gradcampp", "gradcam")
+CAM_PREFERENCE = CAM_METHODS[1:2] + CAM_METHODS[:1] + CAM_METHODS[2:]  # gradcampp, gradcam, then the other variants
 STATUS_ORDER = ("TP", "FP", "FN", "predicted")
 
 

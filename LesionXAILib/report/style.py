@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
+from LesionXAILib.cam_methods import CAM_LABELS
+
 STATUS_COLOURS = {"TP": "#1b9e77", "FP": "#d95f02", "FN": "#7570b3", "predicted": "#555555"}
 STATUS_NAMES = {"TP": "true positive", "FP": "false positive", "FN": "false negative (missed)", "predicted": "predicted"}
 # lesion outline on FLAIR and CAM views: pure cyan occurs in neither the grey, RdBu nor magma colour maps
@@ -26,8 +28,7 @@ METHOD_LABELS = {
     "integrated_gradients": "Integrated gradients",
     "smoothgrad_squared": "SmoothGrad²",
     "smoothgrad_abs": "|SmoothGrad|",
-    "gradcampp": "Grad-CAM++",
-    "gradcam": "Grad-CAM",
+    **CAM_LABELS,
 }
 SEQUENCE_LABELS = {"flair": "FLAIR", "mprage": "MPRAGE", "t1": "T1"}
 

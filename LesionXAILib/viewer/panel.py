@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from LesionXAILib.cam_methods import CAM_LABELS
+
 OVERLAY_TITLES = {
     "smoothgrad_flair": "SmoothGrad · FLAIR",
     "smoothgrad_mprage": "SmoothGrad · MPRAGE",
-    "gradcampp": "Grad-CAM++",
+    **CAM_LABELS,
     "context_shells": "Context shells",
 }
 

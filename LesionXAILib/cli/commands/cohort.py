@@ -40,11 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_segmentation_arguments(parser)
 
     g = parser.add_argument_group("explanations")
-    g.add_argument("--methods", default="smoothgrad,gradcampp",
+    g.add_argument("--methods", default=None,
                    help=f"comma-separated from {', '.join(METHODS)}, or 'none' (default smoothgrad,gradcampp)")  # fmt: skip
-    g.add_argument("--aggregation", choices=AGGREGATIONS, default="sum", help="instance target (default sum)")
-    g.add_argument("--samples", type=int, default=16, help="SmoothGrad samples (default 16)")
-    g.add_argument("--noise-level", type=float, default=0.05, help="SmoothGrad sigma / FLAIR range (default 0.05)")
+    g.add_argument("--aggregation", choices=AGGREGATIONS, default=None, help="instance target (default sum)")
+    g.add_argument("--samples", type=int, default=None, help="SmoothGrad samples (default 16; --preset anchor: 50)")
+    g.add_argument("--noise-level", type=float, default=None, help="SmoothGrad sigma / FLAIR range (default 0.05)")
     g.add_argument("--seed", type=int, default=0, help="SmoothGrad noise seed (default 0)")
     g.add_argument("--margin-mm", type=float, default=None,
                    help=f"crop margin in mm (default: the model's calibrated margin, else {DEFAULT_ROI_MARGIN_MM:g}; "
@@ -52,10 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cam-layer", default=None, help="CAM layer module name (default: documented decoder layer)")
 
     g = parser.add_argument_group("context probe")
-    g.add_argument("--max-radius", type=float, default=15.0, help="largest kept radius in mm (default 15)")
-    g.add_argument("--radius-step", type=float, default=1.0, help="radius step in mm (default 1)")
+    g.add_argument("--probe-element", choices=("ball", "anchor"), default=None,
+                   help="ball: Euclidean balls in mm (default); anchor: 18-connected dilation steps 1..34, any-voxel detection")  # fmt: skip
+    g.add_argument("--max-radius", type=float, default=None, help="largest kept radius in mm (default 15)")
+    g.add_argument("--radius-step", type=float, default=None, help="radius step in mm (default 1)")
     g.add_argument("--radii", type=float, nargs="+", default=None, metavar="MM", help="explicit radii (mm)")
-    g.add_argument("--fill", choices=("background", "zero", "mean", "noise"), default="background", help="fill outside the kept region")
+    g.add_argument("--fill", choices=("background", "zero", "mean", "noise"), default=None, help="fill outside the kept region (default background)")
     g.add_argument("--no-context", action="store_true", help="skip the context probe")
 
     g = parser.add_argument_group("explanation metrics")
@@ -103,8 +105,9 @@ def settings_from_args(args: argparse.Namespace):
                                   cam_layer=args.cam_layer)  # fmt: skip
     context = None
     if not args.no_context:
-        radii = tuple(args.radii) if args.radii else default_radii(args.max_radius, args.radius_step)
-        context = ContextSettings(radii_mm=radii, fill=args.fill, threshold=args.threshold)
+        from LesionXAILib.cli.commands.probe import context_settings_from_args
+
+        context = context_settings_from_args(args)
     chosen = _csv(args.metrics)
     metrics = None
     if chosen and chosen != ("none",):

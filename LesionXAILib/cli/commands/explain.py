@@ -32,11 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("explanation")
     g.add_argument("--instances", default="all", help="'all' (default) or comma-separated instance ids, e.g. 3,7")
     g.add_argument(
-        "--methods", default="smoothgrad,gradcampp", help=f"comma-separated, from: {', '.join(METHODS)} (default smoothgrad,gradcampp)"
-    )
-    g.add_argument("--aggregation", choices=AGGREGATIONS, default="sum", help="instance target (default sum, as the anchor)")
-    g.add_argument("--samples", type=int, default=16, help="SmoothGrad noise samples (default 16; the anchor used 50)")
-    g.add_argument("--noise-level", type=float, default=0.05, help="SmoothGrad sigma as a fraction of the normalised FLAIR range (default 0.05)")
+        "--methods", default=None,
+        help=f"comma-separated, from: {', '.join(METHODS)} (default smoothgrad,gradcampp; --preset anchor: smoothgrad,gradcampp_anchor)",
+    )  # fmt: skip
+    g.add_argument("--aggregation", choices=AGGREGATIONS, default=None, help="instance target (default sum, as the anchor)")
+    g.add_argument("--samples", type=int, default=None, help="SmoothGrad noise samples (default 16; --preset anchor: 50)")
+    g.add_argument("--noise-level", type=float, default=None, help="SmoothGrad sigma as a fraction of the normalised FLAIR range (default 0.05)")
     g.add_argument("--noise-per-channel", action="store_true", help="scale sigma by each channel's own range")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients path steps (default 32)")
@@ -46,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the first time, cached by its weights). Every lesion's crop is checked against a wider one and widened "
                         "(or explained on the whole volume) below r 0.995 / captured 0.98")  # fmt: skip
     g.add_argument("--full-volume", action="store_true", help="evaluate the whole volume per instance (slow reference)")
-    g.add_argument("--cam-layer", default=None, help="module name of the CAM layer (default: model.1.submodule.2 for MONAI UNets)")
+    g.add_argument("--cam-layer", default=None, help="module name of the CAM layer (default: model.1.submodule.2 for MONAI UNets; "
+                   "--preset anchor: module.model.1.submodule.2.conv)")  # fmt: skip
     g.add_argument("--batch-size", type=int, default=None, help="network copies per pass (default: from the crop size)")
     g.add_argument("--ring-mm", type=float, nargs=2, default=(1.0, 3.0), metavar=("INNER", "OUTER"), help="perilesional ring for the statistics (default 1 3)")
 
@@ -81,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from LesionXAILib.explain.output import write_explanations
     from LesionXAILib.models.contract import apply_crop_rule
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(args)  # bad options fail before the subject is loaded
     ids = parse_instances(args.instances)
     # unknown instance ids are refused before anything is written
     subject = segment_subject_from_args(args, clears=EXPLAIN_SUMMARIES,
                                         check_result=lambda r: instance_targets(r.instances, ids, settings.aggregation))  # fmt: skip
+    settings = settings_from_args(args)  # a preset's CAM layer is resolved once the network is loaded
     model, result, out, inputs = subject.model, subject.result, subject.out, subject.protected
     settings = apply_crop_rule(settings, model.config)  # resampling / uncalibrated long-reach models: whole volume
     targets = instance_targets(result.instances, ids, settings.aggregation)

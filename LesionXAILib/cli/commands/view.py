@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("analysis")
     g.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
     g.add_argument("--min-size", type=float, default=3, help="minimum lesion size in voxels (default 3)")
+    g.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26, help="voxel connectivity of lesion instances (default 26)")
     g.add_argument("--methods", default="smoothgrad,gradcampp", help="comma-separated explainers (default smoothgrad,gradcampp)")
     g.add_argument("--samples", type=int, default=16, help="SmoothGrad noise samples per lesion (default 16)")
     g.add_argument("--seed", type=int, default=0, help="SmoothGrad noise seed (default 0)")
@@ -80,6 +81,7 @@ def session_settings_from_args(args: argparse.Namespace):
         methods=parse_methods(args.methods),
         threshold=args.threshold,
         min_size=args.min_size,
+        connectivity=args.connectivity,
         samples=args.samples,
         seed=args.seed,
         max_radius_mm=args.max_radius_mm,
