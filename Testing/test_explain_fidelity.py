@@ -183,6 +183,7 @@ def test_fidelity_appears_in_explanations_json_csv_and_the_report(subject, tmp_p
     class Result:  # what write_explanations reads of a segmentation result
         model_info = {"name": "wide-net"}
         geometry = geo
+        instances = type("Instances", (), {"labels": mask.astype(np.int32)})  # hashed into the run's segmentation id
 
     write_explanations(tmp_path, [checked.to_dict(), unchecked.to_dict()], settings, Result(), "calibrated")
     doc = json.loads((tmp_path / "explanations.json").read_text())
