@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from LesionXAILib.cam_methods import CAM_LABELS, CAM_METHODS
 
@@ -159,7 +159,7 @@ def status_colour(status: Optional[str], default: str = UNKNOWN_STATUS_COLOUR) -
 # ---------------------------------------------------------------- numbers
 def finite_or_none(value: Any, keep_inf: bool = False) -> Optional[float]:
     """Return ``value`` as a float, or None when missing, not a number, NaN, or (unless ``keep_inf``) infinite."""
-    if value is None or isinstance(value, str):
+    if value is None:
         return None
     try:
         v = float(value)
@@ -247,6 +247,23 @@ def column(key: str) -> Column:
     return _COLUMNS[key]
 
 
+def _context_text(v: float, max_radius_mm: Optional[float]) -> str:
+    if math.isinf(v):
+        return f"> {max_radius_mm:g}" if max_radius_mm else "beyond probe"
+    return f"{v:g}"
+
+
+# cell text of a finite (or, for context, infinite) number, by Column.format
+_CELL_FORMATS: dict[str, Callable[[float, Optional[float]], str]] = {
+    "int": lambda v, _: str(int(v)),
+    "volume": lambda v, _: f"{v:.1f}",
+    "mm": lambda v, _: f"{v:.1f}",
+    "probability": lambda v, _: f"{v:.3f}",
+    "share": lambda v, _: f"{100.0 * v:.0f} %",
+    "context": _context_text,
+}
+
+
 def format_cell(key: str, value: Any, max_radius_mm: Optional[float] = None, missing: str = NONE_TEXT) -> str:
     """Return the text of one lesion-table cell (no unit); ``max_radius_mm`` words 'beyond the largest radius'."""
     kind = _COLUMNS[key].format if key in _COLUMNS else "number"
@@ -257,16 +274,6 @@ def format_cell(key: str, value: Any, max_radius_mm: Optional[float] = None, mis
     v = finite_or_none(value, keep_inf=True)
     if v is None:
         return missing
-    if kind == "int":
-        return str(int(v))
-    if kind == "volume" or kind == "mm":
-        return f"{v:.1f}"
-    if kind == "probability":
-        return f"{v:.3f}"
-    if kind == "share":
-        return f"{100.0 * v:.0f} %"
-    if kind == "context":
-        if math.isinf(v):
-            return f"> {max_radius_mm:g}" if max_radius_mm else "beyond probe"
-        return f"{v:g}"
+    if kind in _CELL_FORMATS and (kind == "context" or math.isfinite(v)):
+        return _CELL_FORMATS[kind](v, max_radius_mm)
     return format_number(v, missing=missing)

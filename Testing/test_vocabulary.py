@@ -52,7 +52,7 @@ def test_one_status_colour_per_status():
 
 
 def test_finite_or_none():
-    assert V.finite_or_none(None) is None and V.finite_or_none("x") is None
+    assert V.finite_or_none(None) is None and V.finite_or_none("x") is None and V.finite_or_none("1.5") == 1.5
     assert V.finite_or_none(float("nan")) is None and V.finite_or_none(np.float32(2.5)) == 2.5
     assert V.finite_or_none(math.inf) is None and V.finite_or_none(math.inf, keep_inf=True) == math.inf
 
