@@ -1,23 +1,22 @@
-"""Figures of the cohort report, rendered with matplotlib (Agg) to PNG bytes for embedding."""
+"""Figures of the cohort report, rendered to PNG bytes for embedding (figures from :mod:`LesionXAILib.figures`, no pyplot)."""
 
 from __future__ import annotations
 
 import base64
-import io
 from typing import Optional, Sequence
 
 import numpy as np
 
-GROUP_COLOURS = {"TP": "#2b8a3e", "FP": "#c92a2a", "FN": "#1c7ed6", "predicted": "#5f3dc4"}
+from LesionXAILib.figures import new_figure, png_bytes
+from LesionXAILib.vocabulary import STATUS_COLOURS
+
+GROUP_COLOURS = STATUS_COLOURS  # the groups are the lesion statuses
+OTHER_GROUP_COLOUR = "#495057"
 
 
 def _figure(width: float = 5.2, height: float = 3.2):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt, plt.subplots(figsize=(width, height), dpi=100)
+    fig = new_figure(width, height)
+    return fig, fig.add_subplot(1, 1, 1)
 
 
 def png_data_uri(png: bytes) -> str:
@@ -25,22 +24,14 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _png(plt, fig) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def group_distribution_png(samples: dict[str, np.ndarray], title: str, ylabel: str, seed: int = 0) -> bytes:
     """Return a PNG of violin + box plots (and the points) of each group's values."""
-    plt, (fig, ax) = _figure()
+    fig, ax = _figure()
     groups = list(samples)
     rng = np.random.default_rng(seed)
     for x, g in enumerate(groups, start=1):
         v = np.asarray(samples[g], dtype=np.float64)
-        colour = GROUP_COLOURS.get(g, "#495057")
+        colour = GROUP_COLOURS.get(g, OTHER_GROUP_COLOUR)
         if v.size >= 2 and np.ptp(v) > 0:
             parts = ax.violinplot([v], positions=[x], widths=0.8, showextrema=False)
             for body in parts["bodies"]:
@@ -54,12 +45,12 @@ def group_distribution_png(samples: dict[str, np.ndarray], title: str, ylabel: s
     ax.axhline(0.0, color="#adb5bd", linewidth=0.8, zorder=0)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    return _png(plt, fig)
+    return png_bytes(fig)
 
 
 def curves_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], title: str, ylabel: str) -> bytes:
     """Return a PNG of mean curves with a +-1 SD band: {label: (x, mean, sd)}."""
-    plt, (fig, ax) = _figure()
+    fig, ax = _figure()
     for label, (x, mean, sd) in curves.items():
         line = ax.plot(x, mean, label=label, linewidth=1.5)[0]
         ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.12, linewidth=0)
@@ -67,15 +58,15 @@ def curves_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], tit
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    return _png(plt, fig)
+    return png_bytes(fig)
 
 
 def bar_png(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str, colour: Optional[str] = None) -> bytes:
     """Return a PNG bar chart."""
-    plt, (fig, ax) = _figure()
+    fig, ax = _figure()
     ax.bar(range(len(labels)), values, color=colour or "#495057")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    return _png(plt, fig)
+    return png_bytes(fig)

@@ -22,6 +22,7 @@ from LesionXAILib.cohort.settings import CohortSettings
 from LesionXAILib.cohort.statistics import CONTEXT_COLUMN, finite_values, group_statistics
 from LesionXAILib.cohort.store import METRICS_FILE, CohortStore
 from LesionXAILib.atomic_write import write_json, write_text
+from LesionXAILib.vocabulary import NONE_TEXT, STATUSES, format_number
 
 if TYPE_CHECKING:
     from LesionXAILib.cohort.runner import CohortResult
@@ -40,26 +41,13 @@ pre{background:#f8f9fa;padding:.8em;overflow-x:auto;font-size:.8em}
 
 
 def _fmt(v: Any) -> str:
-    if v is None or v == "":
-        return "&ndash;"
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        return str(int(v))
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return html.escape(str(v))
-    if not math.isfinite(f):
-        return "&ndash;"
-    if f == 0:
-        return "0"
-    if abs(f) < 1e-3 or abs(f) >= 1e5:
-        return f"{f:.2e}"
-    return f"{f:.1f}" if abs(f) >= 100 else f"{f:.3g}"
+    """Return a table cell: the vocabulary's number format, HTML-escaped ('' counts as missing)."""
+    return html.escape(format_number(None if isinstance(v, str) and v == "" else v))
 
 
 def _p(v: Optional[float]) -> str:
     if v is None:
-        return "&ndash;"
+        return NONE_TEXT
     text = "&lt;0.001" if v < 0.001 else f"{v:.3f}"
     return f'<span class="sig">{text}</span>' if v < 0.05 else text
 
@@ -75,7 +63,7 @@ def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
 
 def _median_iqr(d: dict[str, Any]) -> str:
     if not d or d.get("n", 0) == 0:
-        return "&ndash;"
+        return NONE_TEXT
     return f"{_fmt(d['median'])} [{_fmt(d['q1'])}, {_fmt(d['q3'])}]"
 
 
@@ -141,7 +129,7 @@ def _cost_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
                     _fmt(bwd.mean() if bwd.size else None)])  # fmt: skip
     base = finite_values(rows, "seconds")
     if base.size:
-        out.insert(0, ["explanations + context probe", _fmt(base.size), _fmt(base.mean()), "&ndash;", "&ndash;"])
+        out.insert(0, ["explanations + context probe", _fmt(base.size), _fmt(base.mean()), NONE_TEXT, NONE_TEXT])
     return out
 
 
@@ -221,9 +209,9 @@ def render_report(result: "CohortResult", stats: dict[str, Any], settings: Cohor
     subject_rows = []
     for sid in ids:
         o = result.outcomes[sid]
-        subject_rows.append([html.escape(sid), o.state, *[_fmt(o.counts.get(g, 0) if o.counts else None) for g in ("TP", "FP", "FN", "predicted")],
+        subject_rows.append([html.escape(sid), o.state, *[_fmt(o.counts.get(g, 0) if o.counts else None) for g in STATUSES],
                              _fmt(o.seconds), html.escape(o.error or "")])  # fmt: skip
-    parts.append(_table(["subject", "state", "TP", "FP", "FN", "predicted", "seconds", "error"], subject_rows))
+    parts.append(_table(["subject", "state", *STATUSES, "seconds", "error"], subject_rows))
     parts.append("<h2>Settings</h2><pre>" + html.escape(json.dumps({"settings": settings.to_dict(), "model": model}, indent=2)) + "</pre>")
     parts.append("</body></html>\n")
     return "".join(parts)

@@ -27,6 +27,7 @@ from LesionXAILib.metrics.randomisation import brain_mask, compare_maps
 from LesionXAILib.metrics.sensitivity import max_sensitivity
 from LesionXAILib.metrics.settings import MetricSettings
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
+from LesionXAILib.vocabulary import finite_or_none, map_keys
 
 if TYPE_CHECKING:
     from LesionXAILib.analysis import SubjectAnalysis
@@ -53,7 +54,7 @@ class InstanceMetrics:
 
     def row(self) -> dict[str, Any]:
         """Return the flat row: metric values plus ``<metric>_forward_passes/_backward_passes/_seconds``."""
-        out: dict[str, Any] = {k: _finite_or_none(v) for k, v in self.values.items()}
+        out: dict[str, Any] = {k: finite_or_none(v) for k, v in self.values.items()}
         for metric, cost in self.costs.items():
             out[f"{metric}_forward_passes"] = cost.forward_passes
             out[f"{metric}_backward_passes"] = cost.backward_passes
@@ -65,18 +66,11 @@ class InstanceMetrics:
         return {
             "instance_id": self.instance_id,
             "status": self.status,
-            "values": {k: _finite_or_none(v) for k, v in self.values.items()},
+            "values": {k: finite_or_none(v) for k, v in self.values.items()},
             "costs": {k: c.to_dict() for k, c in self.costs.items()},
             "method_costs": {m: {k: c.to_dict() for k, c in per.items()} for m, per in self.method_costs.items()},
             "details": _strict(self.details),
         }
-
-
-def _finite_or_none(v: Any) -> Optional[float]:
-    if v is None:
-        return None
-    f = float(v)
-    return f if np.isfinite(f) else None
 
 
 def _strict(obj: Any) -> Any:
@@ -156,7 +150,7 @@ def _sensitivity(
 def _map_keys(explanation: Explanation, inputs: InstanceInputs) -> list[str]:
     keys = []
     for method in explanation_methods(explanation):
-        keys.extend([method] if method in CAM_METHODS else [f"{method}_{s}" for s in inputs.sequences])
+        keys.extend(map_keys(method, inputs.sequences))
     return keys
 
 

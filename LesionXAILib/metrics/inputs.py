@@ -25,6 +25,7 @@ from LesionXAILib.explain.targets import InstanceTarget, as_target
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.roi import CropBox
+from LesionXAILib.vocabulary import map_keys
 
 
 @dataclass
@@ -90,7 +91,7 @@ class InstanceInputs:
             cam = self.box.extract(np.asarray(explanation.maps[method]), 0.0)
             arr = np.repeat(cam[None], self.image.shape[0], axis=0)
         else:
-            keys = [f"{method}_{s}" for s in self.sequences]
+            keys = map_keys(method, self.sequences)
             missing = [k for k in keys if k not in explanation.maps]
             if missing:
                 raise ParameterError(f"explanation has no {missing} map(s) (maps: {sorted(explanation.maps)})")

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from LesionXAILib.vocabulary import LESION_COLUMNS, finite_or_none as _finite_or_none
+
 # instance-table columns: (statistics key, kind, long name, unit); centroid_ras is split into R/A/S
-INSTANCE_COLUMNS = (
-    ("id", "int", "Lesion", ""),
-    ("status", "string", "Status", ""),
-    ("voxels", "int", "Voxels", "voxels"),
-    ("volume_mm3", "double", "Volume", "mm³"),
-    ("mean_probability", "double", "Mean probability", ""),
-    ("max_probability", "double", "Max probability", ""),
-    ("flair_share", "double", "FLAIR share of attribution", ""),
-    ("context_needed_mm", "double", "Context needed", "mm"),
-    ("context_status", "string", "Context status", ""),
-    ("centroid_r", "double", "Centroid R", "mm"),
-    ("centroid_a", "double", "Centroid A", "mm"),
-    ("centroid_s", "double", "Centroid S", "mm"),
-)
+INSTANCE_COLUMNS = tuple((c.key, c.kind, c.header, c.unit) for c in LESION_COLUMNS)
 CURVE_COLUMNS = ("radius_mm", "detected", "mean_probability", "max_probability", "dice", "predicted_voxels",
                  "full_context_mean_probability", "threshold")  # fmt: skip
 # (y column, legend, colour, dashed)
@@ -177,10 +165,7 @@ def show_chart_in_plot_views(scene: Any, chart: Any) -> int:
 
 def finite_or_none(value: Any) -> Optional[float]:
     """Return ``value`` as float, or None when it is None/NaN (inf is kept: 'more than the largest radius')."""
-    if value is None:
-        return None
-    v = float(value)
-    return None if math.isnan(v) else v
+    return _finite_or_none(value, keep_inf=True)  # kept for mrml/session.py; new code uses the vocabulary's
 
 
 def as_float_list(values: Any) -> list[float]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from LesionXAILib.atomic_write import save_figure
+from LesionXAILib.figures import new_figure
 
 if TYPE_CHECKING:
     from LesionXAILib.probes.curve import ContextCurve
@@ -17,12 +18,7 @@ if TYPE_CHECKING:
 
 
 def _figure(width: float = 6.4, height: float = 4.2):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(width, height, dpi=110)
 
 
 def _save(fig, path: str | os.PathLike) -> Path:

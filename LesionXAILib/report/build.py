@@ -38,14 +38,9 @@ from LesionXAILib.report.panels import (
     shared_scales,
 )
 from LesionXAILib.report.slices import ORIENTATION_NOTE
-from LesionXAILib.report.style import (
-    RenderedFigure,
-    downscale,
-    method_label,
-    render,
-    sequence_label,
-)
+from LesionXAILib.report.style import RenderedFigure, downscale, render
 from LesionXAILib.report.subject_figures import overview_figure, summary_figure
+from LesionXAILib.vocabulary import NONE_TEXT, format_cell, map_key, map_title, method_title, sequence_title
 
 REPORT_NAME = "report.html"
 FIGURES_DIR = "figures"
@@ -107,7 +102,7 @@ def build_report(
     figures_dir = html_path.parent / FIGURES_DIR
     window = flair_window(run.flair())
     method, cam, sequences = run.gradient_method, run.cam_method, run.sequences
-    keys = [f"{method}_{s}" for s in sequences] + ([cam] if cam else [])
+    keys = [map_key(method, s) for s in sequences] + ([cam] if cam else [])
 
     stacks: list[LesionSlices] = []
     sample_part = reporter.sub(0.02, 0.4)
@@ -212,7 +207,7 @@ def subject_cards(run: RunData) -> list[tuple[str, str]]:
         items += [("TP", str(m["tp"])), ("FP", str(m["fp"])), ("FN", str(m["fn"])),
                   ("lesion F1", H.fmt(m.get("f1"))), ("voxel Dice", H.fmt(m.get("dice")))]  # fmt: skip
     median = _median_context(run)
-    items.append(("median context needed", "–" if median is None else f"{median:g} mm"))
+    items.append(("median context needed", NONE_TEXT if median is None else f"{median:g} mm"))
     explained = sum(1 for lesion in run.lesions if lesion.explanation is not None)
     items.append(("lesions explained", f"{explained}/{len(run.lesions)}"))
     return items
@@ -223,8 +218,8 @@ def _settings_items(run: RunData, method, sequences, cam) -> list[tuple[str, str
     g = run.geometry
     model = s.get("model") or {}
     items = [
-        ("FLAIR", H.esc(run.flair_path or (s.get("inputs") or {}).get("flair") or "–")),
-        ("MPRAGE", H.esc(run.t1_path or (s.get("inputs") or {}).get("t1") or "–")),
+        ("FLAIR", H.esc(run.flair_path or (s.get("inputs") or {}).get("flair") or NONE_TEXT)),
+        ("MPRAGE", H.esc(run.t1_path or (s.get("inputs") or {}).get("t1") or NONE_TEXT)),
         ("grid", H.esc(f"{g.size[0]} × {g.size[1]} × {g.size[2]} voxels (i, j, k), spacing "
                        f"{' × '.join(f'{v:g}' for v in g.spacing)} mm; {axis_directions(run)}")),  # fmt: skip
         ("model", H.esc(_model_text(model))),
@@ -235,7 +230,7 @@ def _settings_items(run: RunData, method, sequences, cam) -> list[tuple[str, str
     es = (run.explanations or {}).get("settings")
     if es:
         items.append(("explanations", H.esc(
-            f"{', '.join(method_label(m) for m in es.get('methods', []))}; {es.get('aggregation')} aggregation; "
+            f"{', '.join(method_title(m) for m in es.get('methods', []))}; {es.get('aggregation')} aggregation; "
             f"{es.get('samples')} samples, noise {es.get('noise_level')} × FLAIR range, seed {es.get('seed')}; "
             f"crop margin {es.get('roi_margin_mm')} mm"
             + (" around each lesion voxel" if es.get("aggregation") == "max" else " around the lesion")
@@ -248,11 +243,11 @@ def _settings_items(run: RunData, method, sequences, cam) -> list[tuple[str, str
     if ps:
         radii = ps.get("radii_mm", [])
         items.append(("context probe", H.esc(
-            f"radii {radii[0]:g}–{radii[-1]:g} mm ({len(radii)} steps), fill '{ps.get('fill')}'" if radii else "–"
+            f"radii {radii[0]:g}–{radii[-1]:g} mm ({len(radii)} steps), fill '{ps.get('fill')}'" if radii else NONE_TEXT
         )))  # fmt: skip
     items.append(("panels", H.esc(
-        f"{method_label(method) if method else 'no attribution map'} per sequence ({', '.join(sequence_label(q) for q in sequences)}), "
-        f"{method_label(cam) if cam else 'no CAM'}"
+        f"{method_title(method) if method else 'no attribution map'} per sequence ({', '.join(sequence_title(q) for q in sequences)}), "
+        f"{method_title(cam) if cam else 'no CAM'}"
     )))  # fmt: skip
     return items
 
@@ -283,20 +278,21 @@ def _model_text(model: dict) -> str:
     return f"{name}" + (f", {params:,} parameters" if params else "") + (f" — {source}" if source else "")
 
 
-def _probability(value) -> str:
-    v = H.fmt(value)  # '–' for missing / NaN
-    return v if v == "–" else f"{float(value):.3f}"
+def _max_radius(run: RunData) -> Optional[float]:
+    radii = ((run.probe or {}).get("settings") or {}).get("radii_mm") or []
+    return float(max(radii)) if radii else None
 
 
 def instance_rows(run: RunData, method: Optional[str]) -> tuple[list[str], list[list[str]], list[str]]:
     """Return (headers, rows, row attributes) of the instance table."""
-    key = f"{method}_flair" if method else None
+    key = map_key(method, "flair") if method else None
     headers = ["lesion", "status", "voxels", "volume (mm³)", "centroid R, A, S (mm)", "mean prob.", "max prob."]
     if method:
-        label = method_label(method)
+        label = method_title(method)
         headers += [f"{label} FLAIR peak inside", f"{label} FLAIR ring mean", "FLAIR share"]
     headers += ["context needed (mm)", "context probe"]
     rows, attrs = [], []
+    max_radius = _max_radius(run)
     for lesion in run.lesions:
         r = lesion.row
         c = lesion.centroid_ras
@@ -304,16 +300,16 @@ def instance_rows(run: RunData, method: Optional[str]) -> tuple[list[str], list[
             f'<a href="#lesion-{lesion.id}">{lesion.id}</a>',
             H.status_badge(lesion.status),
             H.fmt(int(r["voxels"])),
-            f"{float(r.get('volume_mm3', 0.0)):.1f}",
+            H.esc(format_cell("volume_mm3", r.get("volume_mm3", 0.0))),
             H.esc(f"{c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}"),
-            _probability(r.get("mean_probability")),
-            _probability(r.get("max_probability")),
+            H.esc(format_cell("mean_probability", r.get("mean_probability"))),
+            H.esc(format_cell("max_probability", r.get("max_probability"))),
         ]
         if method:
             cells += [H.fmt(lesion.statistic(key, "inside_peak")), H.fmt(lesion.statistic(key, "ring_mean")),
-                      H.fmt(lesion.flair_share(method))]  # fmt: skip
-        needed = lesion.context_needed_mm
-        cells += ["–" if needed is None else ("&gt; max" if math.isinf(needed) else f"{needed:g}"), H.esc(lesion.curve.get("description", "")) if lesion.curve else "not probed"]
+                      H.esc(format_cell("flair_share", lesion.flair_share(method)))]  # fmt: skip
+        needed = H.esc(format_cell("context_needed_mm", lesion.context_needed_mm, max_radius))
+        cells += [needed, H.esc(lesion.curve.get("description", "")) if lesion.curve else "not probed"]
         rows.append(cells)
         attrs.append(f'data-lesion-id="{lesion.id}" data-status="{H.esc(lesion.status)}"')
     return headers, rows, attrs
@@ -323,15 +319,15 @@ def statistics_table(lesion: LesionData, method: Optional[str], sequences: Seque
     """Return the per-map statistics of one lesion (inside / ring / outside) as an HTML table."""
     if lesion.explanation is None:
         return ""
-    keys = [(f"{method}_{s}", f"{method_label(method)} {sequence_label(s)}") for s in sequences] if method else []
+    keys = [(map_key(method, s), map_title(map_key(method, s))) for s in sequences] if method else []
     if cam:
-        keys.append((cam, method_label(cam)))
+        keys.append((cam, method_title(cam)))
     names = [("inside_sum", "inside sum"), ("inside_mean", "inside mean"), ("inside_peak", "inside peak"),
              ("ring_sum", "ring sum"), ("ring_mean", "ring mean"), ("ring_trough", "ring trough"),
              ("outside_sum", "outside sum")]  # fmt: skip
     rows = [[H.esc(label)] + [H.fmt(lesion.statistic(key, n)) for n, _ in names] for key, label in keys]
     share = lesion.flair_share(method) if method else None
-    caption = f"<p>FLAIR share of total |{H.esc(method_label(method))}|: <b>{H.fmt(share)}</b></p>" if method else ""
+    caption = f"<p>FLAIR share of total |{H.esc(method_title(method))}|: <b>{H.fmt(share)}</b></p>" if method else ""
     caption += fidelity_line(lesion.explanation.get("fidelity"))
     return H.table(["map"] + [h for _, h in names], rows, text_columns=(0,), element_id=f"stats-{lesion.id}") + caption
 
@@ -417,13 +413,13 @@ def _reading_guide(scales: SharedScales, method, cam, ring) -> str:
              "pixels in patient space (physical aspect ratio, any voxel spacing). Cyan/black line: the lesion outline."]  # fmt: skip
     if method and scales.gradient:
         parts.append(
-            f"{method_label(method)}: signed attribution (red = evidence for the lesion, blue = against), colour scale "
+            f"{method_title(method)}: signed attribution (red = evidence for the lesion, blue = against), colour scale "
             f"±{H.fmt(scales.gradient)} shared by every lesion and both sequences ({scales.percentile:g}th percentile "
             "of |value| over all shown slices; brighter values saturate)."
         )
     if cam:
         parts.append(
-            f"{method_label(cam)}: 0 up to each lesion's own {scales.percentile:g}th percentile (CAM magnitudes follow the "
+            f"{method_title(cam)}: 0 up to each lesion's own {scales.percentile:g}th percentile (CAM magnitudes follow the "
             "lesion-sum target, so they are not comparable across lesions)."
         )
     if ring:

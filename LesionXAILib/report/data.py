@@ -21,11 +21,12 @@ from LesionXAILib.cam_methods import CAM_METHODS
 from LesionXAILib.errors import InputImageError
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.run_identity import RUN_ID, SEGMENTATION_ID
+from LesionXAILib.vocabulary import STATUSES, finite_or_none, parse_map_key
 
 # preference order when several methods of a kind were computed
 GRADIENT_PREFERENCE = ("smoothgrad", "gradient", "integrated_gradients", "smoothgrad_squared", "smoothgrad_abs")
 CAM_PREFERENCE = CAM_METHODS[1:2] + CAM_METHODS[:1] + CAM_METHODS[2:]  # gradcampp, gradcam, then the other variants
-STATUS_ORDER = ("TP", "FP", "FN", "predicted")
+STATUS_ORDER = STATUSES
 
 
 @dataclass
@@ -58,13 +59,13 @@ class LesionData:
         if self.explanation is None:
             return None
         value = self.explanation.get("statistics", {}).get(key, {}).get(name)
-        return _finite(value)
+        return finite_or_none(value)
 
     def flair_share(self, method: str) -> Optional[float]:
         """Return the FLAIR share of ``method``'s total absolute attribution, None if absent."""
         if self.explanation is None:
             return None
-        return _finite(self.explanation.get("statistics", {}).get("flair_share", {}).get(method))
+        return finite_or_none(self.explanation.get("statistics", {}).get("flair_share", {}).get(method))
 
     @property
     def context_needed_mm(self) -> Optional[float]:
@@ -73,17 +74,7 @@ class LesionData:
             return None
         if self.curve.get("context_needed_beyond_max_radius"):
             return math.inf
-        return _finite(self.curve.get("context_needed_mm"))
-
-
-def _finite(value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+        return finite_or_none(self.curve.get("context_needed_mm"))
 
 
 def _read_json(path: Path) -> Any:
@@ -156,14 +147,13 @@ class RunData:
         found: list[str] = []
         for lesion in self.lesions:
             for key in lesion.maps:
-                if key.startswith(method + "_"):
-                    seq = key[len(method) + 1 :]
-                    if seq not in found and _method_of(key) == method:
-                        found.append(seq)
+                parsed = parse_map_key(key)
+                if parsed.method == method and parsed.sequence is not None and parsed.sequence not in found:
+                    found.append(parsed.sequence)
         return sorted(found, key=lambda s: (s != "flair", s))
 
     def _method_names(self) -> set[str]:
-        return {_method_of(k) for lesion in self.lesions for k in lesion.maps}
+        return {parse_map_key(k).method for lesion in self.lesions for k in lesion.maps}
 
     def labels(self) -> np.ndarray:
         """Return the instance label map (k,j,i int32; FN lesions carry their own ids)."""
@@ -183,16 +173,6 @@ class RunData:
         if path is None:
             return None
         return read_volume(path, self.geometry, f"map {key} of lesion {lesion.id}").astype(np.float32)
-
-
-def _method_of(key: str) -> str:
-    """Return the method of a map key: 'smoothgrad_flair' -> 'smoothgrad', 'gradcampp' -> 'gradcampp'."""
-    if key in CAM_PREFERENCE:
-        return key
-    for method in sorted(GRADIENT_PREFERENCE, key=len, reverse=True):
-        if key.startswith(method + "_"):
-            return method
-    return key.rsplit("_", 1)[0]
 
 
 def _pick(preference: tuple[str, ...], available: set[str]) -> Optional[str]:

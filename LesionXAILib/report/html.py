@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from typing import Any, Iterable, Optional, Sequence
 
-from LesionXAILib.report.style import STATUS_COLOURS, RenderedFigure
+from LesionXAILib.report.style import RenderedFigure
+from LesionXAILib.vocabulary import format_number, status_colour
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -49,34 +49,13 @@ def esc(value: Any) -> str:
 
 
 def fmt(value: Any, digits: int = 3) -> str:
-    """Return a number formatted for a table cell ('–' for missing, '∞' for infinity)."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return esc(value)
-    if math.isnan(v):
-        return "–"
-    if math.isinf(v):
-        return "∞" if v > 0 else "−∞"
-    a = abs(v)
-    if a != 0 and (a < 10 ** -(digits - 1) or a >= 1e5):
-        return f"{v:.{digits - 1}e}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 1:
-        return f"{v:.{digits - 1}f}"
-    return f"{v:.{digits}f}"
+    """Return a number formatted for a table cell (the vocabulary's format, HTML-escaped)."""
+    return esc(format_number(value, digits))
 
 
 def status_badge(status: str) -> str:
     """Return a coloured status label."""
-    return f'<span class="status" style="color:{STATUS_COLOURS.get(status, "#333")}">{esc(status)}</span>'
+    return f'<span class="status" style="color:{status_colour(status)}">{esc(status)}</span>'
 
 
 def image(fig: RenderedFigure, alt: str, element_id: Optional[str] = None, css_class: str = "") -> str:

@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 
+from LesionXAILib.figures import new_figure
 from LesionXAILib.report.data import LesionData
 from LesionXAILib.report.panels import LesionSlices, SharedScales, lesion_scale
 from LesionXAILib.report.slices import VIEWS, SliceGrid
@@ -18,11 +19,8 @@ from LesionXAILib.report.style import (
     OUTLINE_COLOUR,
     OUTSIDE_IMAGE_COLOUR,
     SEQUENTIAL_CMAP,
-    STATUS_COLOURS,
-    method_label,
-    new_figure,
-    sequence_label,
 )
+from LesionXAILib.vocabulary import map_key, method_title, sequence_title, status_colour
 
 PANEL_SIZE_IN = (14.0, 7.4)
 REGIONS = ("inside", "ring", "outside")
@@ -32,9 +30,9 @@ def panel_columns(gradient_method: Optional[str], sequences: list[str], cam_meth
     """Return the (image key, column title) pairs of a lesion panel, left to right."""
     cols = [("flair", "FLAIR + lesion outline")]
     if gradient_method:
-        cols += [(f"{gradient_method}_{s}", f"{method_label(gradient_method)} {sequence_label(s)}") for s in sequences]
+        cols += [(map_key(gradient_method, s), f"{method_title(gradient_method)} {sequence_title(s)}") for s in sequences]
     if cam_method:
-        cols.append((cam_method, method_label(cam_method)))
+        cols.append((cam_method, method_title(cam_method)))
     return cols
 
 
@@ -131,9 +129,9 @@ def draw_statistics(ax, lesion: LesionData, gradient_method: Optional[str], sequ
     width = 0.8 / max(len(sequences), 1)
     colours = ["#8e44ad", "#16a085", "#7f8c8d", "#d35400"]
     for n, seq in enumerate(sequences):
-        key = f"{gradient_method}_{seq}"
+        key = map_key(gradient_method, seq)
         values = [lesion.statistic(key, f"{r}_sum") or 0.0 for r in REGIONS]
-        ax.bar(x + (n - (len(sequences) - 1) / 2) * width, values, width, color=colours[n % len(colours)], label=sequence_label(seq))
+        ax.bar(x + (n - (len(sequences) - 1) / 2) * width, values, width, color=colours[n % len(colours)], label=sequence_title(seq))
     ax.axhline(0, color="black", linewidth=0.8)
     ring = f"ring {ring_mm[0]:g}–{ring_mm[1]:g} mm" if ring_mm else "ring"
     ax.set_xticks(x)
@@ -143,7 +141,7 @@ def draw_statistics(ax, lesion: LesionData, gradient_method: Optional[str], sequ
     ax.yaxis.get_offset_text().set_fontsize(7)
     share = lesion.flair_share(gradient_method)
     share_text = f"; FLAIR share {share:.0%}" if share is not None else ""
-    ax.set_title(f"{method_label(gradient_method)} sum per region{share_text}", fontsize=8.5)
+    ax.set_title(f"{method_title(gradient_method)} sum per region{share_text}", fontsize=8.5)
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
 
@@ -170,7 +168,7 @@ def lesion_figure(
     lesion = stack.lesion
     columns = panel_columns(gradient_method, sequences, cam_method)
     fig = new_figure(*PANEL_SIZE_IN)
-    fig.suptitle(lesion_title(lesion), fontsize=11, color=STATUS_COLOURS.get(lesion.status, "black"), fontweight="bold")
+    fig.suptitle(lesion_title(lesion), fontsize=11, color=status_colour(lesion.status), fontweight="bold")
     outer = fig.add_gridspec(1, 2, width_ratios=[3.4, 1.5], left=0.035, right=0.985, top=0.9, bottom=0.07, wspace=0.13)
     left = outer[0].subgridspec(4, len(columns), height_ratios=[1, 1, 1, 0.07], hspace=0.1, wspace=0.04)
     axes: dict = {}
@@ -238,11 +236,11 @@ def _colour_bars(fig, left, columns, images, gradient_method, cam_method, scales
         bar = fig.colorbar(images["gradient"], cax=cax, orientation="horizontal", extend="both", format=FuncFormatter(_tick_label))
         bar.ax.tick_params(labelsize=6)
         bar.set_label(
-            f"{method_label(gradient_method)} (signed; 0 = white; scale shared by all lesions and sequences)", fontsize=7
+            f"{method_title(gradient_method)} (signed; 0 = white; scale shared by all lesions and sequences)", fontsize=7
         )
     if cam_method in images:
         cax = fig.add_subplot(left[3, keys.index(cam_method)])
         bar = fig.colorbar(images[cam_method], cax=cax, orientation="horizontal", extend="max", format=FuncFormatter(_tick_label))
         bar.ax.xaxis.set_major_locator(MaxNLocator(3))
         bar.ax.tick_params(labelsize=6)
-        bar.set_label(f"{method_label(cam_method)} (this lesion's scale)", fontsize=7)
+        bar.set_label(f"{method_title(cam_method)} (this lesion's scale)", fontsize=7)

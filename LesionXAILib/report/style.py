@@ -1,8 +1,8 @@
-"""Shared look of the report's figures: colours, labels, and Agg figures rendered to PNG bytes.
+"""Shared look of the report's figures: colour maps, outline colours, and figures rendered to PNG bytes.
 
-Figures are private ``matplotlib.figure.Figure`` objects on an Agg canvas (no pyplot state, safe inside
-Slicer and in threads). :func:`render` saves without ``bbox_inches='tight'`` so that the PNG is exactly
-figure size x dpi pixels and the drawn axes' pixel boxes are known (the tests read pixels back).
+Figures come from :func:`LesionXAILib.figures.new_figure` (no pyplot state, safe inside Slicer and in
+threads); titles, status colours and number formats come from :mod:`LesionXAILib.vocabulary`.
+:func:`render` saves without ``bbox_inches='tight'`` so that the PNG is exactly figure size x dpi pixels and the drawn axes' pixel boxes are known (the tests read pixels back).
 """
 
 from __future__ import annotations
@@ -10,10 +10,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-from LesionXAILib.cam_methods import CAM_LABELS
-
-STATUS_COLOURS = {"TP": "#1b9e77", "FP": "#d95f02", "FN": "#7570b3", "predicted": "#555555"}
-STATUS_NAMES = {"TP": "true positive", "FP": "false positive", "FN": "false negative (missed)", "predicted": "predicted"}
 # lesion outline on FLAIR and CAM views: pure cyan occurs in neither the grey, RdBu nor magma colour maps
 OUTLINE_COLOUR = "#00ffff"
 # lesion outline on the diverging attribution maps (white at 0)
@@ -21,36 +17,6 @@ MAP_OUTLINE_COLOUR = "#000000"
 DIVERGING_CMAP = "RdBu_r"
 SEQUENTIAL_CMAP = "magma"
 OUTSIDE_IMAGE_COLOUR = "#bdbdbd"
-
-METHOD_LABELS = {
-    "smoothgrad": "SmoothGrad",
-    "gradient": "Gradient",
-    "integrated_gradients": "Integrated gradients",
-    "smoothgrad_squared": "SmoothGrad²",
-    "smoothgrad_abs": "|SmoothGrad|",
-    **CAM_LABELS,
-}
-SEQUENCE_LABELS = {"flair": "FLAIR", "mprage": "MPRAGE", "t1": "T1"}
-
-
-def method_label(method: str) -> str:
-    """Return the display name of an explanation method."""
-    return METHOD_LABELS.get(method, method)
-
-
-def sequence_label(sequence: str) -> str:
-    """Return the display name of an input sequence."""
-    return SEQUENCE_LABELS.get(sequence, sequence.upper())
-
-
-def new_figure(width_in: float, height_in: float):
-    """Return a matplotlib Figure on an Agg canvas (no pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width_in, height_in), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 @dataclass

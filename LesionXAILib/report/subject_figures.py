@@ -9,14 +9,11 @@ from typing import Optional
 
 import numpy as np
 
+from LesionXAILib.figures import new_figure
 from LesionXAILib.report.data import STATUS_ORDER, RunData
 from LesionXAILib.report.slices import AXIAL, display_pixel_mm, sample, slice_grid
-from LesionXAILib.report.style import (
-    OUTSIDE_IMAGE_COLOUR,
-    STATUS_COLOURS,
-    method_label,
-    new_figure,
-)
+from LesionXAILib.report.style import OUTSIDE_IMAGE_COLOUR
+from LesionXAILib.vocabulary import STATUS_COLOURS, map_key, method_title
 
 OVERVIEW_SLICES = 4
 OVERVIEW_SIZE_IN = (14.0, 4.2)
@@ -115,8 +112,8 @@ def summary_quantities(run: RunData) -> list[tuple[str, str, dict[str, list[floa
     method = run.gradient_method
     out = []
     if method:
-        key = f"{method}_flair" if "flair" in run.sequences else (f"{method}_{run.sequences[0]}" if run.sequences else None)
-        label = method_label(method)
+        key = map_key(method, "flair") if "flair" in run.sequences else (map_key(method, run.sequences[0]) if run.sequences else None)
+        label = method_title(method)
         if key:
             out.append(("peak", f"peak {label} FLAIR inside lesion", _by_status(run, lambda les: les.statistic(key, "inside_peak"))))
             out.append(("ring", f"mean {label} FLAIR in the ring", _by_status(run, lambda les: les.statistic(key, "ring_mean"))))

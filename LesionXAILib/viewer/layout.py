@@ -137,6 +137,8 @@ def _lesion_table(viewer: "LesionViewer") -> None:
     from trame.widgets import html
     from trame.widgets import vuetify3 as v3
 
+    from LesionXAILib.viewer.panel import RAW_COLUMNS, TABLE_COLUMNS
+
     # a named trigger (not trame's generated one): scripts and the security tests call it by this name
     viewer.server.controller.trigger(SELECT_ROW_TRIGGER)(viewer.select_from_table)
     with v3.VDataTable(
@@ -149,12 +151,8 @@ def _lesion_table(viewer: "LesionViewer") -> None:
                 classes=("item.id === lx_selected_id ? 'lx-row lx-row-selected' : 'lx-row'",),
                 id=("`lx-row-${item.id}`",),
             ):
-                html.Td("{{ item.id }}")
-                html.Td("{{ item.status }}")
-                html.Td("{{ item.volume_mm3_text }}")
-                html.Td("{{ item.mean_probability_text }}")
-                html.Td("{{ item.flair_share_text }}")
-                html.Td("{{ item.context_needed_mm_text }}")
+                for key, _ in TABLE_COLUMNS:  # the same columns, in the same order, as the headers
+                    html.Td("{{ item.%s }}" % (key if key in RAW_COLUMNS else f"{key}_text"))
         # pagination footer hidden: all lesions on one scrollable list
         v3.Template(v_slot_bottom=True)
 

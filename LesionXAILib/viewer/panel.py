@@ -9,38 +9,27 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from LesionXAILib.cam_methods import CAM_LABELS
-
-OVERLAY_TITLES = {
-    "smoothgrad_flair": "SmoothGrad · FLAIR",
-    "smoothgrad_mprage": "SmoothGrad · MPRAGE",
-    **CAM_LABELS,
-    "context_shells": "Context shells",
-}
-
-STATUS_COLOURS = {"TP": "green", "FP": "orange", "FN": "red"}
-
-# lesion-table columns: (key, title); values stay numeric so the table sorts them as numbers
-TABLE_COLUMNS = (
-    ("id", "Id"),
-    ("status", "Status"),
-    ("volume_mm3", "mm³"),
-    ("mean_probability", "Mean p"),
-    ("flair_share", "FLAIR"),
-    ("context_needed_mm", "Context mm"),
+from LesionXAILib.vocabulary import (
+    NONE_TEXT,
+    PANEL_COLUMNS,
+    STATUS_COLOURS,  # noqa: F401 (re-exported: viewer/app.py colours the status chip with it)
+    finite_or_none,
+    format_cell,
+    map_title,
 )
 
-NONE_TEXT = "—"
+# the lesion table's columns: (key, title); values stay numeric so the table sorts them as numbers
+TABLE_COLUMNS = PANEL_COLUMNS
+RAW_COLUMNS = ("id", "status")  # shown as they are; every other column has a formatted ``<key>_text``
+OVERLAY_SEPARATOR = " · "  # 'SmoothGrad · FLAIR' in the overlay menu
+
 
 
 def _number(value: Any) -> Optional[float]:
-    """Return ``value`` as a float, or None when it is missing or not a number."""
-    if value is None or isinstance(value, bool):
+    """Return ``value`` as a float (infinity kept), or None when it is missing or not a number."""
+    if isinstance(value, bool):
         return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+    return finite_or_none(value, keep_inf=True)
 
 
 def format_volume(volume_mm3: Any, voxels: Any = None) -> str:
@@ -48,7 +37,7 @@ def format_volume(volume_mm3: Any, voxels: Any = None) -> str:
     v = _number(volume_mm3)
     if v is None:
         return NONE_TEXT
-    text = f"{v:.1f} mm³"
+    text = f"{format_cell('volume_mm3', v)} mm³"
     n = _number(voxels)
     return f"{text} ({int(n)} voxels)" if n is not None else text
 
@@ -56,13 +45,13 @@ def format_volume(volume_mm3: Any, voxels: Any = None) -> str:
 def format_probability(value: Any) -> str:
     """Return a probability with three decimals, or a dash."""
     v = _number(value)
-    return NONE_TEXT if v is None or not math.isfinite(v) else f"{v:.3f}"
+    return NONE_TEXT if v is None or not math.isfinite(v) else format_cell("mean_probability", v)
 
 
 def format_share(value: Any) -> str:
     """Return a 0..1 share as a percentage, or a dash."""
     v = _number(value)
-    return NONE_TEXT if v is None or not math.isfinite(v) else f"{100.0 * v:.0f} %"
+    return NONE_TEXT if v is None or not math.isfinite(v) else format_cell("flair_share", v)
 
 
 def format_context(value: Any, status: Optional[str] = None, max_radius_mm: Optional[float] = None) -> str:
@@ -113,19 +102,17 @@ def table_items(rows: Iterable[Mapping[str, Any]], max_radius_mm: Optional[float
             # JSON has no infinity: 'more than the largest radius' sorts after every finite radius
             "context_needed_mm": (1e9 if context is not None and math.isinf(context) else context),
         }
-        item["volume_mm3_text"] = NONE_TEXT if item["volume_mm3"] is None else f"{item['volume_mm3']:.1f}"
+        item["volume_mm3_text"] = format_cell("volume_mm3", item["volume_mm3"])
         item["mean_probability_text"] = format_probability(item["mean_probability"])
         item["flair_share_text"] = format_share(item["flair_share"])
-        item["context_needed_mm_text"] = (
-            NONE_TEXT if context is None else (f"> {max_radius_mm:g}" if math.isinf(context) and max_radius_mm else f"{context:g}")
-        )
+        item["context_needed_mm_text"] = format_cell("context_needed_mm", context, max_radius_mm)
         items.append(item)
     return items
 
 
 def overlay_items(available: Sequence[str]) -> list[dict[str, str]]:
     """Return VSelect items for the overlays the session offers."""
-    return [{"title": OVERLAY_TITLES.get(name, name), "value": name} for name in available]
+    return [{"title": map_title(name, OVERLAY_SEPARATOR), "value": name} for name in available]
 
 
 def _rgb(colour: Sequence[float]) -> tuple[int, int, int]:

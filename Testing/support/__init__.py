@@ -1,0 +1,1 @@
+"""Test support shipped with the tests, not with the installed package (Playwright viewer harness)."""
