@@ -13,6 +13,15 @@ from LesionXAILib.errors import ParameterError
 log = logging.getLogger("LesionXAILib.cli")
 
 
+def add_global_options(parser: argparse.ArgumentParser, in_subcommand: bool = False) -> None:
+    """Add --debug and -q/--quiet to ``parser``; accepted before the subcommand and (``in_subcommand``) after it."""
+    # after the subcommand the options default to SUPPRESS, so an option given before the subcommand
+    # is not reset to False by the subparser's own default
+    default: Any = argparse.SUPPRESS if in_subcommand else False
+    parser.add_argument("--debug", action="store_true", default=default, help="show full tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress bars or info messages")
+
+
 def add_input_arguments(parser: argparse.ArgumentParser, gt: bool = True) -> None:
     """Add --flair, --t1 (and --gt) to ``parser``."""
     parser.add_argument("--flair", required=True, help="FLAIR volume (reference grid)")
@@ -66,6 +75,14 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--roi", type=int, nargs=3, default=None, metavar=("K", "J", "I"), help="sliding window size (default 96 96 96)")
     g.add_argument("--overlap", type=float, default=None, help="sliding window overlap (default 0.25)")
     g.add_argument("--blend", choices=("gaussian", "constant"), default="gaussian")
+
+
+def add_subject_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add what every segment-a-subject command takes: inputs, --out, the model and the segmentation settings."""
+    add_input_arguments(parser)
+    add_output_arguments(parser)
+    add_model_arguments(parser)
+    add_segmentation_arguments(parser)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:

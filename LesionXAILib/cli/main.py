@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Optional, Sequence
 
 from LesionXAILib import __version__
+from LesionXAILib.cli.common import add_global_options
 from LesionXAILib.cli.validation import one_line, validate_arguments
 from LesionXAILib.errors import Cancelled, LesionXAIError
 from LesionXAILib.image_checks import set_max_voxels
@@ -37,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Instance-level explanations of 3D U-Net MS lesion segmentation.",
     )
     parser.add_argument("--version", action="version", version=f"lesionxai {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in discover_commands():
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        add_global_options(p, in_subcommand=True)  # `lesionxai phantom ... -q` as well as `lesionxai -q phantom ...`
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
