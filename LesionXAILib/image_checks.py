@@ -63,8 +63,8 @@ def check_declared_size(size: tuple[int, ...], components: int, where: str, limi
         )
 
 
-def read_header(path: str | os.PathLike, where: str):
-    """Return a SimpleITK ImageFileReader for ``path`` whose header was read and whose declared size is within the limit."""
+def _header_reader(path: str | os.PathLike) -> tuple[Any, Optional[str]]:
+    """Return (SimpleITK ImageFileReader of ``path`` after reading its header, None) or (reader, why it failed)."""
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -72,7 +72,15 @@ def read_header(path: str | os.PathLike, where: str):
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise InputImageError(f"{where}: cannot be read ({itk_reason(exc)})") from None
+        return reader, itk_reason(exc)
+    return reader, None
+
+
+def read_header(path: str | os.PathLike, where: str):
+    """Return a SimpleITK ImageFileReader for ``path`` whose header was read and whose declared size is within the limit."""
+    reader, problem = _header_reader(path)
+    if problem is not None:
+        raise InputImageError(f"{where}: cannot be read ({problem})")
     check_declared_size(reader.GetSize(), reader.GetNumberOfComponents(), where)
     return reader
 
@@ -144,16 +152,11 @@ def check_data_length(path: str | os.PathLike, where: str) -> None:
 
 def verify_written_image(tmp: Path, image: Any, final: Path) -> None:
     """Raise OutputWriteError unless the file ``tmp`` re-reads as ``image``'s size and stores all of its data."""
-    import SimpleITK as sitk
-
     from LesionXAILib.atomic_write import OutputWriteError
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(tmp))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise OutputWriteError(f"could not write '{final}': the written header cannot be read back ({itk_reason(exc)})") from None
+    reader, problem = _header_reader(tmp)
+    if problem is not None:
+        raise OutputWriteError(f"could not write '{final}': the written header cannot be read back ({problem})")
     if tuple(reader.GetSize()) != tuple(image.GetSize()) or reader.GetNumberOfComponents() != image.GetNumberOfComponentsPerPixel():
         raise OutputWriteError(f"could not write '{final}': the written header declares size {reader.GetSize()}, not {image.GetSize()}")
     if _is_nifti(tmp):

@@ -7,10 +7,7 @@ import logging
 from pathlib import Path
 
 from LesionXAILib.cli.common import (
-    add_input_arguments,
-    add_model_arguments,
-    add_output_arguments,
-    add_segmentation_arguments,
+    add_subject_arguments,
     progress_for,
     segment_subject_from_args,
 )
@@ -24,10 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
     from LesionXAILib.explain.margin_calibration import CALIBRATION_MARGINS_MM, MIN_CAPTURED, MIN_PEARSON_R
 
-    add_input_arguments(parser)
-    add_output_arguments(parser)
-    add_model_arguments(parser)
-    add_segmentation_arguments(parser)
+    add_subject_arguments(parser)
     g = parser.add_argument_group("calibration")
     g.add_argument("--aggregations", default="sum,max", help="comma-separated targets to calibrate: sum, mean, max (default sum,max)")
     g.add_argument("--lesions", type=int, default=4, help="lesions measured, spread over the size range (default 4)")

@@ -95,7 +95,6 @@ def settings_from_args(args: argparse.Namespace):
     from LesionXAILib.cohort.settings import CohortSettings
     from LesionXAILib.explain import ExplainSettings
     from LesionXAILib.metrics.settings import METRICS, MetricSettings
-    from LesionXAILib.probes import ContextSettings, default_radii
 
     methods = _csv(args.methods)
     explain = None

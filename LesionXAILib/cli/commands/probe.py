@@ -6,10 +6,7 @@ import argparse
 import logging
 
 from LesionXAILib.cli.common import (
-    add_input_arguments,
-    add_model_arguments,
-    add_output_arguments,
-    add_segmentation_arguments,
+    add_subject_arguments,
     parse_instances,
     progress_for,
     segment_subject_from_args,
@@ -24,11 +21,8 @@ log = logging.getLogger("LesionXAILib.cli")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    add_input_arguments(parser)
-    add_output_arguments(parser)
+    add_subject_arguments(parser)
     add_probe_arguments(parser)
-    add_model_arguments(parser)
-    add_segmentation_arguments(parser)
 
 
 def add_probe_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,10 +6,7 @@ import argparse
 import logging
 
 from LesionXAILib.cli.common import (
-    add_input_arguments,
-    add_model_arguments,
-    add_output_arguments,
-    add_segmentation_arguments,
+    add_subject_arguments,
     segment_subject_from_args,
 )
 
@@ -20,10 +17,7 @@ log = logging.getLogger("LesionXAILib.cli")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    add_input_arguments(parser)
-    add_output_arguments(parser)
-    add_model_arguments(parser)
-    add_segmentation_arguments(parser)
+    add_subject_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
