@@ -231,7 +231,8 @@ def save_checkpoint(model: LesionModel, path: str | os.PathLike, metadata: Optio
         "state_dict": {k: v.detach().cpu() for k, v in model.network.state_dict().items()},
         "metadata": metadata or {},
     }
-    tmp = p.with_name(p.name + ".partial")
-    torch.save(payload, str(tmp))
-    os.replace(tmp, p)
+    from LesionXAILib.atomic_write import atomic_path
+
+    with atomic_path(p) as tmp:
+        torch.save(payload, str(tmp))
     return p

@@ -1,6 +1,6 @@
 """The fidelity guard: every crop explanation states how much of its whole-volume attribution it holds.
 
-A crop is exact only if it holds the model's whole reach for the target (science.md section 4b), and
+A crop is exact only if it holds the model's whole reach for the target (docs/methods.md#crop-fidelity), and
 that reach depends on the weights. So:
 
 * **Which margin.** A model calibrated with ``lesionxai calibrate`` carries its margins in its config.
@@ -40,6 +40,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from LesionXAILib.atomic_write import write_text
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.margin_calibration import MIN_CAPTURED, MIN_PEARSON_R, pearson_r
 from LesionXAILib.lesion_model import LesionModel
@@ -90,7 +91,7 @@ def cache_dir() -> Path:
 
 
 # Calibrations of shipped models, by fingerprint (the weights as loaded, float32). The demo model's were
-# measured with `lesionxai calibrate` on phantom 1 (4 lesions per aggregation, n = 2; README, settings.py):
+# measured with `lesionxai calibrate` on phantom 1 (4 lesions per aggregation, n = 2; README, benchmarks/explain_margin_fidelity.py):
 # sum 12 mm (worst r 1.0000, captured 0.997), max 10 mm around each voxel (worst r 0.9976, captured 0.988).
 SHIPPED_CALIBRATIONS: dict[str, dict] = {
     "3351e23c5a47d959e44f80d9a1142088": {
@@ -184,10 +185,7 @@ def auto_calibrate(
     folder = cache_dir() / "margins"
     path = folder / f"{fingerprint}.json"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.partial")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(record, indent=2))
         record["file"] = str(path)
     except OSError as exc:  # an unwritable cache keeps the result for this process only
         log.warning("could not write the margin cache %s: %s", path, exc)
@@ -459,5 +457,5 @@ def write_run_calibration(model: LesionModel, out_dir, protected=()) -> Optional
     path = Path(out_dir) / "margin_calibration.json"
     if any(Path(p).resolve() == path.resolve() for p in protected if p is not None):
         raise ParameterError(f"refusing to overwrite the input file {path}")
-    path.write_text(json.dumps({"fingerprint": model_fingerprint(model), **record}, indent=2))
+    write_text(path, json.dumps({"fingerprint": model_fingerprint(model), **record}, indent=2))
     return path

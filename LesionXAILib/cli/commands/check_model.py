@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
+    from LesionXAILib.atomic_write import write_text
     from LesionXAILib.errors import ParameterError
     from LesionXAILib.image_io import load_pair
     from LesionXAILib.models.check import check_model
@@ -41,7 +42,5 @@ def run(args: argparse.Namespace) -> int:
     result = check_model(model, pair, args.threshold)
     print("\n".join(result.lines(args.top)))
     if json_path is not None:
-        tmp = json_path.with_name(json_path.name + ".partial")
-        tmp.write_text(json.dumps(asdict(result), indent=2))
-        tmp.replace(json_path)
+        write_text(json_path, json.dumps(asdict(result), indent=2))
     return 0
