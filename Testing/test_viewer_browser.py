@@ -22,7 +22,7 @@ VIEW = "Red"  # axial
 
 
 def _require_browser() -> None:
-    from LesionXAILib.viewer.harness import CHROMIUM
+    from support.viewer_harness import CHROMIUM
 
     pytest.importorskip("playwright.sync_api")
     pytest.importorskip("trame_slicer")
@@ -97,22 +97,17 @@ def expected(subject, model_args):
 @pytest.fixture(scope="module")
 def server(subject, model_args):
     """The viewer server on a free port; always stopped by its PID."""
-    from LesionXAILib.viewer.harness import ViewerServer
+    from support.viewer_harness import serving
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     args = ["--flair", str(subject["flair"]), "--t1", str(subject["t1"]), "--gt", str(subject["lesions"]), *model_args["cli"]]
-    srv = ViewerServer(args, log_path=ARTIFACTS / "viewer-server.log")
-    try:
-        srv.start(timeout=240)
+    with serving(args, ARTIFACTS / "viewer-server.log") as srv:
         yield srv
-    finally:
-        srv.stop()
-        assert srv.process is None or srv.process.poll() is not None, "the viewer server is still running"
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from LesionXAILib.viewer.harness import chromium_page, install_frame_clock, open_viewer
+    from support.viewer_harness import chromium_page, install_frame_clock, open_viewer
 
     with chromium_page() as p:
         open_viewer(p, server.url)
@@ -129,7 +124,7 @@ def _wait_frame_after(page, view: str, wall_time: float, timeout: float = 20.0) 
 
 
 def _crop_around(png: bytes, box: dict, x: float, y: float, half: int = 30) -> np.ndarray:
-    from LesionXAILib.viewer.harness import crop
+    from support.viewer_harness import crop
 
     region = {"x": max(box["x"], x - half), "y": max(box["y"], y - half), "width": 2 * half, "height": 2 * half}
     return crop(png, region).astype(int)
@@ -146,7 +141,7 @@ def test_server_binds_localhost_renders_offscreen_and_lists_lesions(server, expe
 
 
 def test_background_click_selects_nothing(server, page, expected):
-    from LesionXAILib.viewer.harness import click, view_image_box
+    from support.viewer_harness import click, view_image_box
 
     state = server.state()
     box = view_image_box(page, VIEW)
@@ -168,7 +163,7 @@ def test_background_click_selects_nothing(server, page, expected):
 
 
 def test_click_on_a_lesion_selects_it_and_shows_its_overlay(server, page, expected):
-    from LesionXAILib.viewer.harness import click, ras_to_page, scroll_to, view_image_box
+    from support.viewer_harness import click, ras_to_page, scroll_to, view_image_box
 
     lesion_id, target = expected["lesion_id"], expected["ras"]
     state = scroll_to(page, server, VIEW, target)

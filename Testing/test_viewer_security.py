@@ -28,16 +28,12 @@ def server():
     """The viewer on the default phantom, small settings (fast lesions); always stopped by its PID."""
     pytest.importorskip("trame_slicer")
     pytest.importorskip("aiohttp")
-    from LesionXAILib.viewer.harness import ViewerServer
+    from support.viewer_harness import serving
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     args = ["--samples", "2", "--max-radius-mm", "3", "--methods", "smoothgrad", "--no-3d"]
-    srv = ViewerServer(args, log_path=ARTIFACTS / "viewer-security-server.log")
-    try:
-        srv.start(timeout=240)
+    with serving(args, ARTIFACTS / "viewer-security-server.log") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 class WslinkClient:

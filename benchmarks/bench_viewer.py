@@ -64,7 +64,7 @@ def _subject(small: bool, workdir: Path) -> tuple[list[str], object]:
 
 def _click_and_measure(page, server, lesion_id: int, ras, timeout: float = 180.0) -> dict:
     """Click lesion ``lesion_id`` in the axial view and return its latencies (seconds)."""
-    from LesionXAILib.viewer import harness as h
+    from Testing.support import viewer_harness as h
 
     state = h.scroll_to(page, server, VIEW, ras)
     box = h.view_image_box(page, VIEW)
@@ -302,7 +302,7 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(out, indent=2))
         return 0
 
-    from LesionXAILib.viewer import harness as h
+    from Testing.support import viewer_harness as h
 
     results: dict = {"subject": "small 64 mm phantom" if args.small else "default demo phantom (lesionxai view, no arguments)"}
     with tempfile.TemporaryDirectory(prefix="bench-viewer-") as tmp:

@@ -11,5 +11,6 @@ draws the side panel. Importing it imports nothing heavy (no VTK, slicer or tram
 - ``inputs``: checking paths before the server starts; the phantom + demo-model default.
 - ``panel``, ``curve_svg``: side-panel content (statistics, table, legend, context-curve plot).
 - ``app`` / ``layout`` / ``server``: the trame application, its page, and starting it.
-- ``harness``: starting the server as a subprocess and driving Chromium with Playwright (tests, benchmark).
+- (test support, not installed: ``Testing/support/viewer_harness.py`` starts the server as a subprocess and drives
+  Chromium with Playwright for the browser tests and the benchmark)
 """
