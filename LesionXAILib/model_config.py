@@ -29,7 +29,7 @@ class ModelConfig:
 
     ``head='sigmoid'``: one output channel, probability = sigmoid(logit).
     ``head='softmax'``: >= 2 channels, probability = softmax(...)[lesion_index]; the instance
-    target uses the lesion channel's logit before the softmax (science.md section 2).
+    target uses the lesion channel's logit before the softmax (docs/methods.md#instance-target).
     ``explain_margin_mm`` / ``explain_voxel_margin_mm``: the explainers' crop margin around a lesion
     (sum/mean targets) and around each lesion voxel (max), as measured for these weights by
     :mod:`LesionXAILib.explain.margin_calibration`; None uses the measured defaults of ExplainSettings.

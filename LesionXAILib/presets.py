@@ -1,7 +1,7 @@
 """Run presets: named sets of command-line settings, applied by ``--preset`` (explicit options override them).
 
 ``anchor`` holds every convention of the anchor study (Spagnolo et al. 2024, federicospagnolo/IES
-scripts; science.md section 2) that LesionXAI can reproduce:
+scripts; docs/methods.md#anchor-settings) that LesionXAI can reproduce:
   instances    18-connected components (scipy.ndimage.generate_binary_structure(3, 2)) larger than
                5 voxels (minimum size 6); threshold 0.3 for a MONAI U-Net, 0.4 for other networks
   probe        the lesion dilated n times by the 18-connected element, n = 1 ... 34 voxel steps, image

@@ -1,4 +1,4 @@
-"""Every Grad-CAM variant against a slow direct implementation of its formula (science.md section 3), and the
+"""Every Grad-CAM variant against a slow direct implementation of its formula (docs/methods.md#grad-cam), and the
 anchor variant against MONAI's own GradCAMpp; layers; hooks."""
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def test_anchor_variant_is_monai_gradcampp_up_to_exp_of_the_score(which):
 
 def test_the_paper_form_degenerates_and_the_local_form_does_not():
     """With a large whole-volume channel sum every positive gradient gets alpha ~ 1/(S g): the weight no longer
-    follows the gradient's size (science.md section 3). Checked on the weight formulas directly."""
+    follows the gradient's size (docs/methods.md#grad-cam). Checked on the weight formulas directly."""
     from LesionXAILib.explain.cam_variants import box_sums, closed_form_weights
 
     g = torch.zeros((2, 1, 4, 4, 4), dtype=torch.float64)

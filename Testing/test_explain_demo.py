@@ -77,7 +77,7 @@ def test_maps_of_a_randomised_network_do_not_resemble_the_trained_ones():
 
 
 def test_flair_smoothgrad_is_positive_inside_true_positive_lesions():
-    """The anchor study's finding (science.md section 1): positive FLAIR saliency inside TP lesions."""
+    """The anchor study's finding (docs/methods.md#anchor-findings): positive FLAIR saliency inside TP lesions."""
     model, result, tp = segmented()
     settings = ExplainSettings(methods=("smoothgrad",), samples=8, seed=0)
     expl = explain_instances(model, result, [r.id for r in tp], settings)

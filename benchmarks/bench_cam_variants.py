@@ -1,4 +1,4 @@
-"""Which Grad-CAM for one lesion? Every CAM variant x layer on one phantom, scored as science.md section 5 asks.
+"""Which Grad-CAM for one lesion? Every CAM variant x layer on one phantom, scored as docs/methods.md#metrics describes.
 
 For each layer and variant (explain/cam_variants.py), every ground-truth lesion of a phantom is
 explained (sum target, lesion-centred crop with --margin-mm, whole-volume layer activations) and scored:

@@ -1,6 +1,6 @@
 """Sign of instance-level FLAIR/MPRAGE SmoothGrad inside lesions and in their 1-3 mm ring, per TP/FP/FN.
 
-The anchor study (science.md section 1) found FLAIR saliency positive inside a lesion and negative in
+The anchor study (docs/methods.md#anchor-findings) found FLAIR saliency positive inside a lesion and negative in
 its immediate neighbourhood. For each phantom seed: whole-brain 1 mm phantom, segmented by the demo
 model (or --model) against its ground truth, every instance explained with sum-aggregated SmoothGrad;
 prints, per status and sequence, the share of lesions whose mean inside / ring attribution is > 0 and

@@ -1,4 +1,4 @@
-"""Instance-level explainers of a lesion segmenter (science.md sections 2-3).
+"""Instance-level explainers of a lesion segmenter (docs/methods.md#instance-target, #explainers).
 
 ``explain_instance`` / ``explain_instances`` run the selected methods for lesion instances and
 return :class:`Explanation` objects; ``Gradient``, ``SmoothGrad``, ``IntegratedGradients``,

@@ -343,7 +343,7 @@ def _explanation(
         for key, arr in maps.items()
     }
     shares = {}
-    flair = "flair" if "flair" in sequences else sequences[0]  # science.md: channel 0 is the FLAIR
+    flair = "flair" if "flair" in sequences else sequences[0]  # docs/methods.md#input-contract: channel 0 is the FLAIR
     for method in settings.gradient_methods:
         shares[method] = sequence_share({seq: stats[f"{method}_{seq}"]["total_abs_sum"] for seq in sequences}, flair)
     stats["flair_share"] = shares

@@ -1,4 +1,4 @@
-"""Grad-CAM and its Grad-CAM++ variants at a named layer, instance-targeted (science.md section 3).
+"""Grad-CAM and its Grad-CAM++ variants at a named layer, instance-targeted (docs/methods.md#grad-cam).
 
 With A^c the layer's activations and g^c_u = dS_k/dA^c_u, every variant's map is
 ReLU(sum_c w_c A^c), resampled trilinearly from the layer grid to the input grid; the weights w_c of

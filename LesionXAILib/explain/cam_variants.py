@@ -1,4 +1,4 @@
-"""The channel weights of each Grad-CAM variant (science.md section 3), one small function per variant.
+"""The channel weights of each Grad-CAM variant (docs/methods.md#grad-cam), one small function per variant.
 
 Notation: A^c_u the CAM layer's activations, g^c_u = dS_k/dA^c_u for instance k, u over the layer grid.
 Most variants' map is ReLU(sum_c w_c A^c) (``cam.cam_from_weights``) with one weight per channel:

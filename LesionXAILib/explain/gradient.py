@@ -1,4 +1,4 @@
-"""Gradient (saliency) maps: G_k(x) = dS_k/dx, signed, one map per input channel (science.md section 3)."""
+"""Gradient (saliency) maps: G_k(x) = dS_k/dx, signed, one map per input channel (docs/methods.md#gradient)."""
 
 from __future__ import annotations
 

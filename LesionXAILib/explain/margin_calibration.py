@@ -29,7 +29,7 @@ from LesionXAILib.progress import CancelToken, ProgressCallback, as_reporter
 
 CALIBRATION_MARGINS_MM = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 24.0)
 # The rule that gives the shipped defaults on the demo model (12 mm around the lesion for sum, 10 mm
-# around each voxel for max; settings.py has the curves): r alone would accept 8 mm for both, where up
+# around each voxel for max; benchmarks/explain_margin_fidelity.py has the curves): r alone would accept 8 mm for both, where up
 # to 9 % (sum) and 6 % (max) of the attribution falls outside the crop and lesion statistics move by up
 # to 3 %, so the captured share decides.
 MIN_PEARSON_R = 0.995

@@ -19,31 +19,11 @@ GRADIENT_METHODS = (
 )
 METHODS = GRADIENT_METHODS + CAM_METHODS
 
-# Measured with benchmarks/explain_margin_fidelity.py on the shipped demo model (SmoothGrad n=4, sum,
-# phantoms 1 and 2, 160x192x160 mm, 12 lesions of 3-594 voxels), ROI vs full-volume maps:
-#   margin  8 mm: min Pearson r 0.9950, min captured |attribution| 0.915, max relative L2 error 0.102
-#   margin 12 mm: min Pearson r 0.9999, min captured |attribution| 0.986, max relative L2 error 0.013
-#   margin 16 mm: min Pearson r 1.0000, min captured |attribution| 0.9998, max relative L2 error 0.003
-# Both 8 and 12 mm keep r >= 0.99 on every lesion; 12 mm is the default because at 8 mm up to 9 % of the
-# attribution (the perilesional ring the science is about) falls outside the crop. (24 mm, the earlier
-# default, came from a randomly initialised network, whose gradients reach farther.)
+# The demo model's measured crop margins (docs/methods.md#crop-fidelity; the measurements: benchmarks/explain_margin_fidelity.py).
 DEFAULT_ROI_MARGIN_MM = 12.0
-# Max aggregation differentiates each lesion voxel on its own grid-aligned window (explain/windows.py), so
-# its margin is kept around every voxel. Measured the same way (benchmarks/explain_margin_fidelity.py
-# --aggregation max --max-voxels 60 --samples 2, demo model, phantom 1, 5 lesions of 12-56 voxels), per-voxel
-# windows vs the full-volume anchor loop; "stats" = largest error of the inside / 1-3 mm ring sums:
-#   margin  8 mm: min r 0.9944, min captured |attribution| 0.939, stats 2.8 % / 1.3 %
-#   margin 10 mm: min r 0.9990, min captured |attribution| 0.985, stats 0.6 % / 0.6 %
-#   margin 12 mm: min r 0.9996, min captured |attribution| 0.996, stats 0.1 % / 0.2 %
-# (anchor-size network, random init, 4 lesions of 12-31 voxels: r 0.9990 from 8 mm on, captured 0.985 at 8 mm.)
-# 8 mm is faster (every window 32^3 on a 16-voxel grid) but moves the lesion statistics by up to 3 %.
-# Both defaults are what the calibration rule (explain/margin_calibration.py: smallest margin with r >= 0.995
-# and captured >= 0.98 on every lesion) selects for the demo model. How far attribution reaches depends on the
-# weights, so they are not applied to other models: a model calibrated with `lesionxai calibrate` carries its
-# own margins in its config (ModelConfig.explain_margin_mm / explain_voxel_margin_mm); an uncalibrated one is
-# calibrated automatically on first use (explain/fidelity.py; the shipped demo model's record holds these values).
+# The same, around each lesion voxel for max aggregation (explain/windows.py).
 DEFAULT_MAX_ROI_MARGIN_MM = 10.0
-# Perilesional ring of the statistics (science.md section 4), in mm from the lesion.
+# Perilesional ring of the statistics (docs/methods.md#statistics), in mm from the lesion.
 DEFAULT_RING_MM = (1.0, 3.0)
 
 

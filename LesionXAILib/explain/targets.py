@@ -1,4 +1,4 @@
-"""Instance targets (science.md section 2): which lesion logits an explanation differentiates, and how.
+"""Instance targets (docs/methods.md#instance-target): which lesion logits an explanation differentiates, and how.
 
 ``sum``  S_k(x) = sum of the lesion logits z_v(x) over the instance mask M_k (the anchor's default);
 ``mean`` the same divided by |M_k| (named option); ``max`` keeps, per input voxel and channel, the

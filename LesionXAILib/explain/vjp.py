@@ -36,7 +36,7 @@ def target_gradients(
     sum/mean: one forward pass per batch of inputs, shared by the K targets (one backward each).
     max: one vector-Jacobian product per lesion voxel, each on its ``windows`` entry (see
     :mod:`LesionXAILib.explain.windows`; None: the whole input), forward passes shared by the voxels
-    of a window, reduced on the fly to the largest-magnitude value with its sign (science.md section 2);
+    of a window, reduced on the fly to the largest-magnitude value with its sign (docs/methods.md#instance-target);
     ``batch_size`` does not apply to max (copies per pass follow the window size).
     """
     if masks.ndim != inputs.ndim - 1 or masks.shape[1:] != inputs.shape[2:]:

@@ -1,6 +1,6 @@
 """Per-voxel windows for max aggregation: where each lesion voxel's own gradient is computed.
 
-Max aggregation needs one backward pass per lesion voxel (science.md section 2), so its cost is
+Max aggregation needs one backward pass per lesion voxel (docs/methods.md#instance-target), so its cost is
 (lesion voxels) x (size of the grid the network runs on). A voxel's gradient dz_v/dx is local to
 that voxel, so the margin that keeps it faithful is a margin around *the voxel*, not around the
 lesion's bounding box: each voxel is differentiated on the smallest grid-aligned window holding it

@@ -1,4 +1,4 @@
-"""Explanation-quality metrics (science.md section 5), per instance and per method.
+"""Explanation-quality metrics (docs/methods.md#metrics), per instance and per method.
 
 ``infidelity`` and ``max_sensitivity`` (Yeh et al. 2019), ``activation_precision`` (MProtoNet),
 ``deletion_insertion`` curves and AUCs, and the model-randomisation sanity check

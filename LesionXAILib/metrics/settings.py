@@ -1,4 +1,4 @@
-"""MetricSettings: which explanation-quality metrics to compute (science.md section 5), and how."""
+"""MetricSettings: which explanation-quality metrics to compute (docs/methods.md#metrics), and how."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Probes of model behaviour (science.md section 4): perilesional context and synthetic lesions.
+"""Probes of model behaviour (docs/methods.md#context-probe): perilesional context and synthetic lesions.
 
 ``synthetic_lesion_probe`` loads the phantom lesion inserter on first use.
 """

@@ -1,4 +1,4 @@
-"""Perilesional-context probe (science.md section 4): how much tissue around a lesion the model needs.
+"""Perilesional-context probe (docs/methods.md#context-probe): how much tissue around a lesion the model needs.
 
 For radii r (mm) the image is kept inside the lesion dilated by a ball of radius r (physical units,
 anisotropic spacing honoured) and replaced by a neutral fill elsewhere; the model is re-run and the

@@ -67,7 +67,7 @@ def describe_context(value: Optional[float], status: str, max_radius: float) -> 
 
 @dataclass
 class ContextCurve:
-    """The perilesional-context probe's result for one lesion (science.md section 4)."""
+    """The perilesional-context probe's result for one lesion (docs/methods.md#context-probe)."""
 
     radii_mm: np.ndarray  # ascending, mm
     detected: np.ndarray  # bool per radius

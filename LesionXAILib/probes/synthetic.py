@@ -1,4 +1,4 @@
-"""Synthetic-lesion probe (science.md section 4): insert lesions of known size and contrast into
+"""Synthetic-lesion probe (docs/methods.md#synthetic-probe): insert lesions of known size and contrast into
 normal-appearing white matter of a subject and record whether, and how well, the model segments them.
 
 Each trial adds one lesion (``LesionXAILib.phantom.insert_lesion``) to the original subject. The
