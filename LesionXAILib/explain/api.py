@@ -215,7 +215,7 @@ def check_layer_activations(
     activations: LayerActivations, layer: str, image_shape: Sequence[int], divisor: int
 ) -> LayerActivations:
     """Return ``activations`` after checking they are of ``layer`` and of an image of ``image_shape`` (else ParameterError)."""
-    from LesionXAILib.roi import full_box
+    from LesionXAILib.crop import full_box
 
     if activations.layer != layer:
         raise ParameterError(f"layer activations are of '{activations.layer}', not of the CAM layer '{layer}'")

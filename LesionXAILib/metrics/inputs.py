@@ -24,7 +24,7 @@ from LesionXAILib.explain.smoothgrad import noise_sigma
 from LesionXAILib.explain.targets import InstanceTarget, as_target
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.roi import CropBox
+from LesionXAILib.crop import CropBox
 
 
 @dataclass
