@@ -9,32 +9,35 @@ as keywords. Each call is self-contained: the model runs in eval mode (its train
 hooks are removed, parameters receive no gradients and randomness comes only from the settings' seed.
 Results are CPU torch tensors on the input grid. The batch pipeline instead calls the classmethod
 :meth:`Explainer.maps` once per group of instances sharing a crop, with a :class:`BatchContext`.
+
+Importing a method file needs no torch (torch, MONAI and SimpleITK load when a method runs): the
+registry, and the titles and options it gives the reports and the Slicer panel, stay cheap to read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
-import torch
 
-from LesionXAILib.errors import InputImageError, ParameterError
-from LesionXAILib.explain.crop_inputs import CropInputs
-from LesionXAILib.explain.model_state import check_model, explaining
+from LesionXAILib.errors import InputImageError
 from LesionXAILib.explain.registry import method_spec
-from LesionXAILib.explain.region import auto_batch_size, explain_box, explain_crop
-from LesionXAILib.explain.targets import InstanceTarget, as_target
-from LesionXAILib.geometry import Geometry
-from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.models.contract import crop_forbidden
 
-Spacing = Sequence[float] | Geometry
+if TYPE_CHECKING:
+    import torch
+
+    from LesionXAILib.explain.crop_inputs import CropInputs
+    from LesionXAILib.explain.targets import InstanceTarget
+    from LesionXAILib.geometry import Geometry
+    from LesionXAILib.lesion_model import LesionModel
+
+Spacing = Sequence[float]  # i, j, k mm, or a Geometry (its spacing is used)
 
 
 def check_image(model: LesionModel, normalized: np.ndarray | torch.Tensor, geometry: Optional[Geometry]) -> np.ndarray:
     """Return the normalised (C, k, j, i) image as a float numpy array after checking it fits the model and grid."""
-    arr = normalized.detach().cpu().numpy() if isinstance(normalized, torch.Tensor) else np.asarray(normalized)
+    arr = normalized.detach().cpu().numpy() if hasattr(normalized, "detach") else np.asarray(normalized)
     if arr.ndim != 4 or arr.shape[0] != model.config.in_channels:
         raise InputImageError(
             f"normalised image must be ({model.config.in_channels}, k, j, i) "
@@ -57,7 +60,7 @@ class Region:
     """
 
     aggregation: Optional[str] = None
-    spacing: Spacing = (1.0, 1.0, 1.0)
+    spacing: Spacing | Geometry = (1.0, 1.0, 1.0)
     margin_mm: Optional[float] = None
     full_volume: bool = False
     batch_size: Optional[int] = None
@@ -104,6 +107,8 @@ class Explainer:
     settings_type: ClassVar[type] = NoSettings
 
     def __init__(self, model: LesionModel) -> None:
+        from LesionXAILib.explain.model_state import check_model
+
         self.model = check_model(model)
 
     @classmethod
@@ -144,14 +149,19 @@ class Explainer:
         self, inputs: np.ndarray | torch.Tensor, target: InstanceTarget | np.ndarray | torch.Tensor, region: Region
     ) -> tuple[np.ndarray, InstanceTarget, CropInputs]:
         """Return (checked image, target, crop inputs) of one Captum-style call."""
-        if isinstance(inputs, torch.Tensor):
+        from LesionXAILib.explain.region import explain_box, explain_crop
+        from LesionXAILib.explain.settings import resolve_margin
+        from LesionXAILib.explain.targets import as_target
+        from LesionXAILib.geometry import Geometry
+        from LesionXAILib.models.contract import crop_forbidden
+
+        if hasattr(inputs, "detach"):
             inputs = inputs.detach().cpu().numpy()
         arr = np.asarray(inputs)
         if arr.ndim == 5 and arr.shape[0] == 1:
             arr = arr[0]
         image = check_image(self.model, arr, None)
         t = as_target(target, image.shape[1:], region.aggregation)
-        from LesionXAILib.explain.settings import resolve_margin
 
         full_volume = region.full_volume or crop_forbidden(self.model.config, t.aggregation, region.margin_mm is not None)
         margin_mm = resolve_margin(region.margin_mm, self.model.config, t.aggregation)[0]
@@ -164,11 +174,17 @@ class Explainer:
     def _context(self, image: np.ndarray, t: InstanceTarget, crop: CropInputs, settings: Any, region: Region,
                  **extra: Any) -> BatchContext:  # fmt: skip
         """Return the BatchContext of one Captum-style call."""
+        from LesionXAILib.explain.region import auto_batch_size
+
         bs = region.batch_size or auto_batch_size(crop.box)
         return BatchContext(self.model, crop, t.aggregation, int(bs), settings, image=image, **extra)
 
     def _attribute_one(self, name: str, inputs, target, settings, region, overrides, **extra: Any) -> torch.Tensor:
         """Return the first instance's map of ``name`` on the input grid for one Captum-style call."""
+        import torch
+
+        from LesionXAILib.explain.model_state import explaining
+
         settings, region = self._options(settings, region, overrides)
         image, t, crop = self._crop(inputs, target, region)
         ctx = self._context(image, t, crop, settings, region, **extra)

@@ -8,18 +8,19 @@ are shared by every instance of a subject.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from LesionXAILib.cam_methods import CAM_LABELS
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.explain.cam import cam_maps, resolve_layer
 from LesionXAILib.explain.methods.base import BatchContext, Explainer, Region
 from LesionXAILib.explain.registry import MethodSpec, register
-from LesionXAILib.explain.targets import InstanceTarget
-from LesionXAILib.lesion_model import LesionModel
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from LesionXAILib.explain.targets import InstanceTarget
+    from LesionXAILib.lesion_model import LesionModel
 
 
 class LayerCAM(Explainer):
@@ -28,6 +29,8 @@ class LayerCAM(Explainer):
     method = ""
 
     def __init__(self, model: LesionModel, layer: Optional[str] = None, method: Optional[str] = None) -> None:
+        from LesionXAILib.explain.cam import resolve_layer
+
         super().__init__(model)
         self.layer = resolve_layer(self.model, layer)[0]
         if method is not None:
@@ -49,6 +52,8 @@ class LayerCAM(Explainer):
     @classmethod
     def maps(cls, ctx: BatchContext, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Return {variant: (K, k, j, i)} full-grid CAMs of the K targets, one backward pass for all variants."""
+        from LesionXAILib.explain.cam import cam_maps
+
         return cam_maps(ctx.model, ctx.crop, tuple(names), ctx.layer, ctx.aggregation, ctx.layer_activations, ctx.image)
 
 

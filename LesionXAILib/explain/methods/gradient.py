@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 
-import numpy as np
-import torch
-
-from LesionXAILib.explain.gradient import gradient_maps
 from LesionXAILib.explain.methods.base import BatchContext, Explainer, Region
 from LesionXAILib.explain.registry import MethodSpec, register
-from LesionXAILib.explain.targets import InstanceTarget
-from LesionXAILib.explain.vjp import target_gradients
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from LesionXAILib.explain.targets import InstanceTarget
 
 NAME = "gradient"
 
@@ -33,12 +33,18 @@ class Gradient(Explainer):
     @classmethod
     def maps(cls, ctx: BatchContext, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Return {'gradient': (K, C, *crop)} gradients of the K targets at the unperturbed image."""
+        from LesionXAILib.explain.gradient import gradient_maps
+
         return {NAME: gradient_maps(ctx.model, ctx.crop, ctx.aggregation, ctx.batch_size, ctx.reporter)}
 
     @classmethod
     def perturbed_maps(cls, ctx: BatchContext, name: str, images: Sequence[torch.Tensor],
                        full_images: Iterable[Optional[np.ndarray]]) -> Iterator[torch.Tensor]:  # fmt: skip
         """Yield the first instance's gradient for each (C, *crop) image, ``batch_size`` images per engine call."""
+        import torch
+
+        from LesionXAILib.explain.vjp import target_gradients
+
         for start in range(0, len(images), ctx.batch_size):
             chunk = torch.stack(list(images[start : start + ctx.batch_size]))
             yield from target_gradients(ctx.model, chunk, ctx.crop.masks, ctx.aggregation, ctx.batch_size,

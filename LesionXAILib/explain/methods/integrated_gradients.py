@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-import numpy as np
-import torch
-
-from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
 from LesionXAILib.explain.methods.base import BatchContext, Explainer, Region
 from LesionXAILib.explain.registry import MethodSpec, register
-from LesionXAILib.explain.targets import InstanceTarget
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from LesionXAILib.explain.targets import InstanceTarget
 
 NAME = "integrated_gradients"
 DEFAULTS = {"ig_steps": 32}
@@ -48,6 +49,8 @@ class IntegratedGradients(Explainer):
     @classmethod
     def maps(cls, ctx: BatchContext, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Return {'integrated_gradients': (K, C, *crop)} maps along the straight path from 0."""
+        from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
+
         steps = ctx.settings.steps
         return {NAME: integrated_gradient_maps(ctx.model, ctx.crop, steps, ctx.aggregation, ctx.batch_size, ctx.reporter)}
 

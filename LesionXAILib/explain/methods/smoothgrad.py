@@ -9,15 +9,17 @@ samples at 5 % of the normalised FLAIR's range, seed 0. The anchor study used 50
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
-import torch
 
 from LesionXAILib.explain.methods.base import BatchContext, Explainer, Region
 from LesionXAILib.explain.registry import MethodSpec, register
-from LesionXAILib.explain.smoothgrad import VARIANTS, noise_sigma, smoothgrad_maps
-from LesionXAILib.explain.targets import InstanceTarget
+
+if TYPE_CHECKING:
+    import torch
+
+    from LesionXAILib.explain.targets import InstanceTarget
 
 DEFAULTS = {"samples": 16, "noise_level": 0.05, "noise_per_channel": False, "seed": 0}
 OPTIONS = ("samples", "noise_level", "noise_per_channel", "seed")
@@ -56,6 +58,11 @@ class SmoothGrad(Explainer):
 
         ``variant`` is 'smoothgrad' (signed mean), 'smoothgrad_squared' or 'smoothgrad_abs'.
         """
+        import torch
+
+        from LesionXAILib.explain.model_state import explaining
+        from LesionXAILib.explain.smoothgrad import noise_sigma
+
         settings, region = self._options(settings, region, overrides)
         image, t, crop = self._crop(inputs, target, region)
         if settings.sigma is None:
@@ -63,8 +70,6 @@ class SmoothGrad(Explainer):
         else:
             sigma = np.array(np.broadcast_to(np.asarray(settings.sigma, dtype=np.float64), (image.shape[0],)))
         ctx = self._context(image, t, crop, settings, region, sigma=sigma)
-        from LesionXAILib.explain.model_state import explaining
-
         with explaining(self.model):
             maps = self.maps(ctx, (settings.variant,))
         return torch.from_numpy(crop.insert(maps[settings.variant])[0])
@@ -72,6 +77,8 @@ class SmoothGrad(Explainer):
     @classmethod
     def maps(cls, ctx: BatchContext, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """Return {variant: (K, C, *crop)} maps of the K targets, all variants from the same noise draws."""
+        from LesionXAILib.explain.smoothgrad import smoothgrad_maps
+
         s = ctx.settings
         return smoothgrad_maps(ctx.model, ctx.crop, ctx.sigma, s.samples, s.seed, ctx.aggregation, tuple(names),
                                ctx.batch_size, ctx.reporter)  # fmt: skip
@@ -83,7 +90,6 @@ for _order, (_name, _title, _unit, _non_negative) in enumerate((
     ("smoothgrad_squared", "SmoothGrad²", f"({_GRADIENT_UNIT})²", True),
     ("smoothgrad_abs", "|SmoothGrad|", _GRADIENT_UNIT, True),
 )):  # fmt: skip
-    assert _name in VARIANTS
     register(MethodSpec(
         name=_name, title=_title, unit=_unit, per_sequence=True, cls=SmoothGrad, family="smoothgrad",
         non_negative=_non_negative, defaults=DEFAULTS, options=OPTIONS, order=20 + _order,
