@@ -14,6 +14,7 @@ from LesionXAILib.cam_methods import CAM_LABELS
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.methods.base import BatchContext, Explainer, Region
 from LesionXAILib.explain.registry import MethodSpec, register
+from LesionXAILib.vocabulary import CAM_UNIT
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,7 +72,7 @@ class GradCAMpp(LayerCAM):
 
 for _order, (_name, _title) in enumerate(CAM_LABELS.items()):
     register(MethodSpec(
-        name=_name, title=_title, unit="a.u. (CAM)", per_sequence=False, cls=LayerCAM, family="cam", non_negative=True,
+        name=_name, title=_title, unit=CAM_UNIT, per_sequence=False, cls=LayerCAM, family="cam", non_negative=True,
         uses_layer=True, options=("cam_layer",), order=40 + _order,
         description="ReLU of the layer's activations weighted by the instance's gradients (explain/cam_variants.py)",
     ))  # fmt: skip

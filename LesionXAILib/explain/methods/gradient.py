@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 
 from LesionXAILib.explain.methods.base import BatchContext, Explainer, Region
 from LesionXAILib.explain.registry import MethodSpec, register
+from LesionXAILib.vocabulary import GRADIENT_UNIT
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,6 +53,6 @@ class Gradient(Explainer):
 
 
 register(MethodSpec(
-    name=NAME, title="Gradient", unit="d logit / d normalised input", per_sequence=True, cls=Gradient,
+    name=NAME, title="Gradient", unit=GRADIENT_UNIT, per_sequence=True, cls=Gradient,
     description="signed gradient of the instance's logit target with respect to each input sequence", order=10,
 ))  # fmt: skip

@@ -56,7 +56,7 @@ class IntegratedGradients(Explainer):
 
 
 register(MethodSpec(
-    name=NAME, title="Integrated gradients", unit="logit (normalised input x d logit / d input)", per_sequence=True,
+    name=NAME, title="Integrated gradients", unit="logit (normalised input × d logit / d normalised input)", per_sequence=True,
     cls=IntegratedGradients, defaults=DEFAULTS, options=("ig_steps",),
     description="(x - 0) x the mean gradient along the straight path from the normalised background", order=30,
 ))  # fmt: skip

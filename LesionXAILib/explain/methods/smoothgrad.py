@@ -15,6 +15,7 @@ import numpy as np
 
 from LesionXAILib.explain.methods.base import BatchContext, Explainer, Region
 from LesionXAILib.explain.registry import MethodSpec, register
+from LesionXAILib.vocabulary import GRADIENT_UNIT
 
 if TYPE_CHECKING:
     import torch
@@ -84,11 +85,10 @@ class SmoothGrad(Explainer):
                                ctx.batch_size, ctx.reporter)  # fmt: skip
 
 
-_GRADIENT_UNIT = "d logit / d normalised input"
 for _order, (_name, _title, _unit, _non_negative) in enumerate((
-    ("smoothgrad", "SmoothGrad", _GRADIENT_UNIT, False),
-    ("smoothgrad_squared", "SmoothGrad²", f"({_GRADIENT_UNIT})²", True),
-    ("smoothgrad_abs", "|SmoothGrad|", _GRADIENT_UNIT, True),
+    ("smoothgrad", "SmoothGrad", GRADIENT_UNIT, False),
+    ("smoothgrad_squared", "SmoothGrad²", f"({GRADIENT_UNIT})²", True),
+    ("smoothgrad_abs", "|SmoothGrad|", GRADIENT_UNIT, True),
 )):  # fmt: skip
     register(MethodSpec(
         name=_name, title=_title, unit=_unit, per_sequence=True, cls=SmoothGrad, family="smoothgrad",
