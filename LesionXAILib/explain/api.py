@@ -1,4 +1,7 @@
-"""explain_instance / explain_instances: every selected explainer for one or many lesion instances.
+"""The batch pipeline: every selected explainer for one or many lesion instances (explain_instance / explain_instances).
+
+Methods come from the explainer registry (:mod:`LesionXAILib.explain.registry`); each registered family
+runs once per group of instances sharing a crop (:func:`_group_maps`).
 
 Instances are evaluated on grid-aligned lesion-centred crops (``settings.roi_margin_mm``) or, with
 ``settings.full_volume``, on the whole volume (the reference). Instances whose crops coincide share
@@ -31,6 +34,7 @@ from LesionXAILib.explain.targets import InstanceTarget, as_target, instance_tar
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
+from LesionXAILib.vocabulary import map_key
 
 
 def sequence_names(model: LesionModel) -> tuple[str, ...]:
@@ -284,7 +288,7 @@ def _group_maps(
             if method_spec(name).per_sequence:  # (K, C, *crop): one full-grid map per sequence
                 full = crop.insert(maps)
                 for c, seq in enumerate(sequences):
-                    out[f"{name}_{seq}"] = full[:, c]
+                    out[map_key(name, seq)] = full[:, c]
             else:  # (K, k, j, i) on the full grid
                 out[name] = maps.detach().to("cpu", torch.float32).numpy()
         sub(1.0, spec.family)
@@ -313,7 +317,7 @@ def _explanation(
     shares = {}
     flair = "flair" if "flair" in sequences else sequences[0]  # science.md: channel 0 is the FLAIR
     for method in settings.gradient_methods:
-        shares[method] = sequence_share({seq: stats[f"{method}_{seq}"]["total_abs_sum"] for seq in sequences}, flair)
+        shares[method] = sequence_share({seq: stats[map_key(method, seq)]["total_abs_sum"] for seq in sequences}, flair)
     stats["flair_share"] = shares
     return Explanation(
         instance_id=target.instance_id,
