@@ -105,11 +105,27 @@ class Explainer:
     """
 
     settings_type: ClassVar[type] = NoSettings
+    method: ClassVar[str] = ""  # the registered name a Captum-style call returns
 
     def __init__(self, model: LesionModel) -> None:
         from LesionXAILib.explain.model_state import check_model
 
         self.model = check_model(model)
+
+    def attribute(
+        self,
+        inputs: np.ndarray | torch.Tensor,
+        target: InstanceTarget | np.ndarray | torch.Tensor,
+        settings: Any = None,
+        region: Optional[Region] = None,
+        **overrides: Any,
+    ) -> torch.Tensor:
+        """Return the map of ``self.method`` on the input grid: (C, k, j, i) per sequence, else (k, j, i).
+
+        ``settings``: a ``settings_type`` object (default: the registered defaults); ``region``: a Region;
+        fields of either may be given as keywords instead (``samples=4, margin_mm=8``).
+        """
+        return self._attribute_one(self.method, inputs, target, settings, region, overrides)
 
     @classmethod
     def settings_from(cls, explain_settings: Any) -> Any:

@@ -39,14 +39,8 @@ class LayerCAM(Explainer):
                 raise ParameterError(f"unknown CAM method '{method}'; choose from {', '.join(CAM_LABELS)}")
             self.method = method
 
-    def attribute(
-        self,
-        inputs: np.ndarray | torch.Tensor,
-        target: InstanceTarget | np.ndarray | torch.Tensor,
-        settings: None = None,
-        region: Optional[Region] = None,
-        **overrides: object,
-    ) -> torch.Tensor:
+    def attribute(self, inputs: np.ndarray | torch.Tensor, target: InstanceTarget | np.ndarray | torch.Tensor,
+                  settings: None = None, region: Optional[Region] = None, **overrides: object) -> torch.Tensor:  # fmt: skip
         """Return the (k, j, i) map on the input grid (ROI mode adds one gradient-free whole-volume pass)."""
         return self._attribute_one(self.method, inputs, target, settings, region, overrides, layer=self.layer)
 

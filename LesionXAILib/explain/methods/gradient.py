@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 
-from LesionXAILib.explain.methods.base import BatchContext, Explainer, Region
+from LesionXAILib.explain.methods.base import BatchContext, Explainer
 from LesionXAILib.explain.registry import MethodSpec, register
 from LesionXAILib.vocabulary import GRADIENT_UNIT
 
@@ -12,24 +12,13 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from LesionXAILib.explain.targets import InstanceTarget
-
 NAME = "gradient"
 
 
 class Gradient(Explainer):
-    """Signed gradient dS_k/dx of an instance target, one map per input channel."""
+    """Signed gradient dS_k/dx of an instance target, one map per input channel: ``attribute`` returns (C, k, j, i)."""
 
-    def attribute(
-        self,
-        inputs: np.ndarray | torch.Tensor,
-        target: InstanceTarget | np.ndarray | torch.Tensor,
-        settings: None = None,
-        region: Optional[Region] = None,
-        **overrides: object,
-    ) -> torch.Tensor:
-        """Return the (C, k, j, i) gradient; ``region`` (or its fields as keywords) says where and on what target."""
-        return self._attribute_one(NAME, inputs, target, settings, region, overrides)
+    method = NAME
 
     @classmethod
     def maps(cls, ctx: BatchContext, names: Sequence[str]) -> dict[str, torch.Tensor]:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from LesionXAILib.explain.methods.base import BatchContext, Explainer, Region
+from LesionXAILib.explain.methods.base import BatchContext, Explainer
 from LesionXAILib.explain.registry import MethodSpec, register
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
-
-    from LesionXAILib.explain.targets import InstanceTarget
 
 NAME = "integrated_gradients"
 DEFAULTS = {"ig_steps": 32}
@@ -26,25 +23,15 @@ class IntegratedGradientsSettings:
 
 
 class IntegratedGradients(Explainer):
-    """Integrated gradients from the normalised background (all zeros) to the image."""
+    """Integrated gradients from the normalised background (all zeros) to the image: ``attribute`` returns (C, k, j, i)."""
 
     settings_type = IntegratedGradientsSettings
+    method = NAME
 
     @classmethod
     def settings_from(cls, explain_settings: Any) -> IntegratedGradientsSettings:
         """Return the settings taken from an ExplainSettings (``ig_steps``)."""
         return IntegratedGradientsSettings(steps=int(explain_settings.ig_steps))
-
-    def attribute(
-        self,
-        inputs: np.ndarray | torch.Tensor,
-        target: InstanceTarget | np.ndarray | torch.Tensor,
-        settings: Optional[IntegratedGradientsSettings] = None,
-        region: Optional[Region] = None,
-        **overrides: object,
-    ) -> torch.Tensor:
-        """Return the (C, k, j, i) integrated-gradient map (settings' fields and region's also as keywords, e.g. ``steps``)."""
-        return self._attribute_one(NAME, inputs, target, settings, region, overrides)
 
     @classmethod
     def maps(cls, ctx: BatchContext, names: Sequence[str]) -> dict[str, torch.Tensor]:
