@@ -1,9 +1,10 @@
 """SmoothGrad and its squared / absolute variants (formula: explain/smoothgrad.py).
 
 The three variants are one family: computed together, they share their noise draws and network passes.
-``DEFAULTS`` is the one source of truth of SmoothGrad's settings (docs/methods.md, "SmoothGrad"): 16 noise
-samples at 5 % of the normalised FLAIR's range, seed 0. The anchor study used 50 samples (``--preset anchor``);
-16 keeps a whole subject within minutes on a laptop's CPU.
+``DEFAULTS`` is the one source of truth of SmoothGrad's settings (docs/methods.md section 4.2): 16 noise
+samples at 5 % of the normalised FLAIR's range, seed 0; ExplainSettings, the Captum-style SmoothGradSettings,
+the presets' built-in defaults and the CLI help read them from the registry. The anchor study used 50 samples
+(``--preset anchor``); 16 keeps a whole subject within minutes on a laptop's CPU.
 """
 
 from __future__ import annotations
