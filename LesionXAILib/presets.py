@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from LesionXAILib.errors import ParameterError
+from LesionXAILib.explain.registry import method_default
 
 # What an option left unset means without a preset (the command-line defaults of these options are None,
 # so that a preset can tell an explicit value from an unset one).
@@ -31,8 +32,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "connectivity": 26,
     "methods": "smoothgrad,gradcampp",
     "aggregation": "sum",
-    "samples": 16,
-    "noise_level": 0.05,
+    "samples": method_default("smoothgrad", "samples"),  # the explainer registry's defaults
+    "noise_level": method_default("smoothgrad", "noise_level"),
     "probe_element": "ball",
     "fill": "background",
 }

@@ -21,21 +21,26 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
-from LesionXAILib.cam_methods import CAM_LABELS, CAM_METHODS
+from LesionXAILib.explain.registry import available_methods, find_spec
+from LesionXAILib.explain.registry import method_title as registry_title
 
 # ---------------------------------------------------------------- methods
-GRADIENT_METHODS: tuple[str, ...] = ("gradient", "smoothgrad", "smoothgrad_squared", "smoothgrad_abs", "integrated_gradients")
-_GRADIENT_TITLES = {
-    "gradient": "Gradient",
-    "smoothgrad": "SmoothGrad",
-    "smoothgrad_squared": "SmoothGrad²",
-    "smoothgrad_abs": "|SmoothGrad|",
-    "integrated_gradients": "Integrated gradients",
-}
-# maps that are never negative (drawn with a sequential colour scale on [0, M])
-NON_NEGATIVE_METHODS: tuple[str, ...] = (*CAM_METHODS, "smoothgrad_squared", "smoothgrad_abs")
+# Titles, units and kinds of the explainer methods are registered once, in each method's file
+# (LesionXAILib.explain.registry; torch-free to read); the functions below read them from there.
 CAM_UNIT = "a.u. (CAM)"
 GRADIENT_UNIT = "d logit / d normalised input"
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """Return GRADIENT_METHODS / NON_NEGATIVE_METHODS / CAM_METHODS, read from the explainer registry when asked."""
+    if name == "GRADIENT_METHODS":
+        return tuple(m for m in known_methods() if not is_cam_method(m))
+    if name == "NON_NEGATIVE_METHODS":
+        return tuple(m for m in known_methods() if find_spec(m).non_negative)
+    if name == "CAM_METHODS":
+        return tuple(m for m in known_methods() if find_spec(m).uses_layer)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # ---------------------------------------------------------------- sequences and overlays
 SEQUENCES: tuple[str, ...] = ("flair", "mprage")
@@ -63,27 +68,30 @@ NONE_TEXT = "—"  # a value not computed yet, missing, or NaN
 
 def method_title(name: str) -> str:
     """Return the display title of an explainer method ('smoothgrad' -> 'SmoothGrad'); unknown names unchanged."""
-    return CAM_LABELS.get(name) or _GRADIENT_TITLES.get(name, name)
+    return registry_title(name)
 
 
 def method_unit(name: str) -> str:
-    """Return the unit of an explainer method's map values."""
-    return CAM_UNIT if is_cam_method(name) else GRADIENT_UNIT
+    """Return the unit of an explainer method's map values (the registered one; gradient units if unknown)."""
+    spec = find_spec(name)
+    return spec.unit if spec is not None else GRADIENT_UNIT
 
 
 def known_methods() -> tuple[str, ...]:
-    """Return every explainer method name (gradient methods first, then the CAMs)."""
-    return (*GRADIENT_METHODS, *CAM_METHODS)
+    """Return every registered explainer method name (gradient methods first, then the CAMs)."""
+    return available_methods()
 
 
 def is_cam_method(name: str) -> bool:
-    """Return True for a CAM method (one map for all sequences, non-negative)."""
-    return name in CAM_LABELS
+    """Return True for a method with one map for all sequences (the CAMs)."""
+    spec = find_spec(name)
+    return spec is not None and not spec.per_sequence
 
 
 def is_non_negative(name: str) -> bool:
     """Return True when the maps of method or map key ``name`` are never negative."""
-    return parse_map_key(name).method in NON_NEGATIVE_METHODS
+    spec = find_spec(parse_map_key(name).method)
+    return spec is not None and spec.non_negative
 
 
 def sequence_title(sequence: str) -> str:

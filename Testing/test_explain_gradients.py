@@ -117,7 +117,7 @@ def test_max_aggregation_several_targets_share_the_pass():
 
 def test_smoothgrad_with_max_aggregation_equals_brute_force_over_the_same_noise():
     from LesionXAILib.explain.noise import positional_noise
-    from LesionXAILib.roi import full_box
+    from LesionXAILib.crop import full_box
 
     model = tiny_model(seed=15)
     image = synthetic_image(SHAPE, seed=16)

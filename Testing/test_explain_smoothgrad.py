@@ -10,7 +10,7 @@ from explain_fixtures import box_mask, logits, synthetic_image, tiny_model, tiny
 from LesionXAILib.explain import ExplainSettings, Gradient, IntegratedGradients, InstanceTarget, SmoothGrad
 from LesionXAILib.explain.api import iter_explanations
 from LesionXAILib.explain.noise import TILE, positional_noise
-from LesionXAILib.roi import CropBox, align_box, full_box, lesion_box
+from LesionXAILib.crop import CropBox, align_box, full_box, lesion_box
 
 SHAPE = (16, 16, 16)
 

@@ -32,7 +32,7 @@ from LesionXAILib.metrics import (
 )
 from LesionXAILib.metrics.perturbations import uniform_perturbation
 from LesionXAILib.model_config import ModelConfig
-from LesionXAILib.roi import full_box
+from LesionXAILib.crop import full_box
 
 from explain_fixtures import box_mask, synthetic_image, tiny_model, tiny_unet, unit_geometry
 

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from LesionXAILib.metrics.randomisation import brain_mask, compare_maps
-from LesionXAILib.roi import CropBox
+from LesionXAILib.crop import CropBox
 
 
 def test_brain_wide_and_crop_correlations_equal_scipy_on_the_supports():

@@ -1,4 +1,7 @@
-"""explain_instance / explain_instances: every selected explainer for one or many lesion instances.
+"""The batch pipeline: every selected explainer for one or many lesion instances (explain_instance / explain_instances).
+
+Methods come from the explainer registry (:mod:`LesionXAILib.explain.registry`); each registered family
+runs once per group of instances sharing a crop (:func:`_group_maps`).
 
 Instances are evaluated on grid-aligned lesion-centred crops (``settings.roi_margin_mm``) or, with
 ``settings.full_volume``, on the whole volume (the reference). Instances whose crops coincide share
@@ -15,43 +18,28 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from LesionXAILib.errors import InputImageError, ParameterError
-from LesionXAILib.explain.cam import LayerActivations, cam_maps, resolve_layer
+from LesionXAILib.errors import ParameterError
+from LesionXAILib.explain.cam import LayerActivations, resolve_layer
 from LesionXAILib.explain.cam import layer_activations as compute_layer_activations
 from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.explanation import Explanation
-from LesionXAILib.explain.gradient import gradient_maps
-from LesionXAILib.explain.integrated_gradients import integrated_gradient_maps
+from LesionXAILib.explain.methods.base import BatchContext, check_image
 from LesionXAILib.explain.model_state import check_model, explaining
 from LesionXAILib.explain.region import auto_batch_size, explain_box, explain_crop, group_by_box
-from LesionXAILib.explain.settings import CAM_METHODS, ExplainSettings
-from LesionXAILib.explain.smoothgrad import VARIANTS as SMOOTHGRAD_VARIANTS
-from LesionXAILib.explain.smoothgrad import noise_sigma, smoothgrad_maps
+from LesionXAILib.explain.registry import families, method_spec
+from LesionXAILib.explain.settings import ExplainSettings
+from LesionXAILib.explain.smoothgrad import noise_sigma
 from LesionXAILib.explain.statistics import local_map_statistics, local_regions, sequence_share
 from LesionXAILib.explain.targets import InstanceTarget, as_target, instance_target
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
+from LesionXAILib.vocabulary import map_key
 
 
 def sequence_names(model: LesionModel) -> tuple[str, ...]:
     """Return the lower-case input sequence names used in map keys (e.g. 'flair', 'mprage')."""
     return tuple(s.lower() for s in model.config.input_order)
-
-
-def check_image(model: LesionModel, normalized: np.ndarray | torch.Tensor, geometry: Optional[Geometry]) -> np.ndarray:
-    """Return the normalised (C, k, j, i) image as a float numpy array after checking it fits the model and grid."""
-    arr = normalized.detach().cpu().numpy() if isinstance(normalized, torch.Tensor) else np.asarray(normalized)
-    if arr.ndim != 4 or arr.shape[0] != model.config.in_channels:
-        raise InputImageError(
-            f"normalised image must be ({model.config.in_channels}, k, j, i) "
-            f"({', '.join(model.config.input_order)}), got shape {arr.shape}"
-        )
-    if geometry is not None and tuple(arr.shape[1:]) != tuple(geometry.shape):
-        raise InputImageError(f"normalised image shape {arr.shape[1:]} does not match the grid {geometry.shape}")
-    if not np.isfinite(arr).all():
-        raise InputImageError("normalised image contains NaN or infinite values")
-    return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)
 
 
 def explain_instance(
@@ -215,7 +203,7 @@ def check_layer_activations(
     activations: LayerActivations, layer: str, image_shape: Sequence[int], divisor: int
 ) -> LayerActivations:
     """Return ``activations`` after checking they are of ``layer`` and of an image of ``image_shape`` (else ParameterError)."""
-    from LesionXAILib.roi import full_box
+    from LesionXAILib.crop import full_box
 
     if activations.layer != layer:
         raise ParameterError(f"layer activations are of '{activations.layer}', not of the CAM layer '{layer}'")
@@ -285,43 +273,26 @@ def _group_maps(
     reporter: ProgressReporter,
     sequences: Sequence[str],
 ) -> dict[str, np.ndarray]:
-    """Return {map key: (K, k, j, i) float32 full-grid array} for one group of instances sharing a crop."""
+    """Return {map key: (K, k, j, i) float32 full-grid array} for one group of instances sharing a crop.
+
+    Each registered family of the selected methods runs once (:func:`LesionXAILib.explain.registry.families`).
+    """
     bs = int(settings.batch_size or auto_batch_size(crop.box))
-    agg = settings.aggregation
     out: dict[str, np.ndarray] = {}
-
-    def per_sequence(name: str, maps: torch.Tensor) -> None:
-        full = crop.insert(maps)
-        for c, seq in enumerate(sequences):
-            out[f"{name}_{seq}"] = full[:, c]
-
-    stages = list(dict.fromkeys(_stage(m) for m in settings.methods))
-    for n, stage in enumerate(stages):
-        sub = reporter.sub(n / len(stages), (n + 1) / len(stages))
-        if stage == "gradient":
-            per_sequence("gradient", gradient_maps(model, crop, agg, bs, sub))
-        elif stage == "integrated_gradients":
-            per_sequence(stage, integrated_gradient_maps(model, crop, settings.ig_steps, agg, bs, sub))
-        elif stage == "smoothgrad":
-            variants = [m for m in settings.methods if m in SMOOTHGRAD_VARIANTS]
-            sg = smoothgrad_maps(model, crop, sigma, settings.samples, settings.seed, agg, variants, bs, sub)
-            for name, maps in sg.items():
-                per_sequence(name, maps)
-        else:
-            cams = cam_maps(model, crop, settings.cam_methods, cam_layer, agg, full_cam, image)
-            for name, maps in cams.items():
+    groups = families(settings.methods)
+    for n, (spec, names) in enumerate(groups):
+        sub = reporter.sub(n / len(groups), (n + 1) / len(groups))
+        ctx = BatchContext(model, crop, settings.aggregation, bs, spec.cls.settings_from(settings), sigma,
+                           cam_layer, full_cam, image, sub)  # fmt: skip
+        for name, maps in spec.cls.maps(ctx, names).items():
+            if method_spec(name).per_sequence:  # (K, C, *crop): one full-grid map per sequence
+                full = crop.insert(maps)
+                for c, seq in enumerate(sequences):
+                    out[map_key(name, seq)] = full[:, c]
+            else:  # (K, k, j, i) on the full grid
                 out[name] = maps.detach().to("cpu", torch.float32).numpy()
-        sub(1.0, stage)
+        sub(1.0, spec.family)
     return out
-
-
-def _stage(method: str) -> str:
-    """Return the computation a method belongs to (SmoothGrad variants share samples, CAMs share a pass)."""
-    if method in SMOOTHGRAD_VARIANTS:
-        return "smoothgrad"
-    if method in CAM_METHODS:
-        return "cam"
-    return method
 
 
 def _explanation(
@@ -336,16 +307,17 @@ def _explanation(
     sequences: Sequence[str],
     fidelity: Optional[dict] = None,
 ) -> Explanation:
-    # gradient maps of a crop are 0 beyond it, so their statistics read only the crop and the ring
+    # per-sequence maps of a crop are 0 beyond it, so their statistics read only the crop and the ring
+    per_instance = {m for m in settings.methods if not method_spec(m).per_sequence}
     local = local_regions(target.mask, geometry.spacing_kji, settings.ring_mm, None if box.is_full else box.slices)
     stats: dict[str, dict] = {
-        key: local_map_statistics(arr, local, zero_beyond=key not in CAM_METHODS and not box.is_full)
+        key: local_map_statistics(arr, local, zero_beyond=key not in per_instance and not box.is_full)
         for key, arr in maps.items()
     }
     shares = {}
     flair = "flair" if "flair" in sequences else sequences[0]  # docs/methods.md#input-contract: channel 0 is the FLAIR
     for method in settings.gradient_methods:
-        shares[method] = sequence_share({seq: stats[f"{method}_{seq}"]["total_abs_sum"] for seq in sequences}, flair)
+        shares[method] = sequence_share({seq: stats[map_key(method, seq)]["total_abs_sum"] for seq in sequences}, flair)
     stats["flair_share"] = shares
     return Explanation(
         instance_id=target.instance_id,

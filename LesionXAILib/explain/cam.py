@@ -37,7 +37,7 @@ from LesionXAILib.explain.cam_variants import CAM_METHODS, SPATIAL_VARIANTS, VAR
 from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.targets import target_weights
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.roi import CropBox, full_box
+from LesionXAILib.crop import CropBox, full_box
 
 CAM_DEFAULT_LAYERS = ("model.1", "model.1.submodule.2")
 

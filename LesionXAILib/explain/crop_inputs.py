@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from LesionXAILib.explain.windows import VoxelWindow, voxel_windows
-from LesionXAILib.roi import CropBox
+from LesionXAILib.crop import CropBox
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.roi import CropBox
+from LesionXAILib.crop import CropBox
 
 TILE = 16
 _AXIS_BITS = 13  # tile index per axis < 8192, i.e. images up to 131072 voxels per axis

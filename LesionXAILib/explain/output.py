@@ -7,6 +7,7 @@ from typing import Optional
 
 from LesionXAILib.atomic_write import write_csv, write_json
 from LesionXAILib.run_identity import run_ids
+from LesionXAILib.vocabulary import parse_map_key
 
 
 FIDELITY_COLUMNS = ("fidelity", "margin_mm", "captured", "cam_captured", "pearson_r", "fidelity_passes", "fidelity_flag")
@@ -49,8 +50,8 @@ def write_explanations(out: Path, rows: list[dict], settings, result, margin_sou
         shares = r["statistics"].get("flair_share", {})
         fid = fidelity_columns(r.get("fidelity") or {})
         for key in r["maps"]:
-            cam = not any(key.startswith(f"{m}_") for m in shares)  # gradient maps are <method>_<sequence>
-            method = key if cam else key.rsplit("_", 1)[0]
+            parsed = parse_map_key(key, shares)  # per-sequence maps are <method>_<sequence>
+            cam, method = parsed.sequence is None, parsed.method
             figures = {**fid, "captured": fid["cam_captured"] if cam else fid["captured"]}
             figures.pop("cam_captured")
             table.append({"id": r["instance_id"], "status": r["status"], "voxels": r["voxels"], "map": key,

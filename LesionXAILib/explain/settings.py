@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.cam_methods import CAM_METHODS
+from LesionXAILib.explain.registry import available_methods, find_spec, method_default
 
 AGGREGATIONS = ("sum", "mean", "max")
-GRADIENT_METHODS = (
-    "gradient",
-    "smoothgrad",
-    "smoothgrad_squared",
-    "smoothgrad_abs",
-    "integrated_gradients",
-)
-METHODS = GRADIENT_METHODS + CAM_METHODS
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """Return METHODS / GRADIENT_METHODS, read from the explainer registry when asked (it may have grown)."""
+    if name == "METHODS":
+        return available_methods()
+    if name == "GRADIENT_METHODS":
+        return tuple(m for m in available_methods() if find_spec(m).per_sequence)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _registered(method: str, option: str) -> Any:
+    """Return a dataclass field whose default is the explainer registry's (the one source of truth of method defaults)."""
+    return field(default_factory=lambda: method_default(method, option))
 
 # The demo model's measured crop margins (docs/methods.md#crop-fidelity; the measurements: benchmarks/explain_margin_fidelity.py).
 DEFAULT_ROI_MARGIN_MM = 12.0
@@ -31,6 +37,9 @@ DEFAULT_RING_MM = (1.0, 3.0)
 class ExplainSettings:
     """Settings of one explanation run; every field has the anchor study's value or a measured default.
 
+    The methods' own defaults (samples, noise, seed, integrated-gradient steps) are the explainer
+    registry's (:func:`LesionXAILib.explain.registry.method_default`), written once in each method's file.
+
     ``noise_level``: SmoothGrad sigma as a fraction of the (max - min) range of the normalised FLAIR
     (``noise_per_channel=True``: of each channel's own range). ``roi_margin_mm``: margin around each
     lesion (sum/mean) or each lesion voxel (max) of the crop the network is evaluated on; None (the
@@ -43,11 +52,11 @@ class ExplainSettings:
 
     methods: tuple[str, ...] = ("smoothgrad", "gradcampp")
     aggregation: str = "sum"
-    samples: int = 16
-    noise_level: float = 0.05
-    noise_per_channel: bool = False
-    seed: int = 0
-    ig_steps: int = 32
+    samples: int = _registered("smoothgrad", "samples")
+    noise_level: float = _registered("smoothgrad", "noise_level")
+    noise_per_channel: bool = _registered("smoothgrad", "noise_per_channel")
+    seed: int = _registered("smoothgrad", "seed")
+    ig_steps: int = _registered("integrated_gradients", "ig_steps")
     roi_margin_mm: Optional[float] = None
     full_volume: bool = False
     cam_layer: Optional[str] = None
@@ -65,9 +74,9 @@ class ExplainSettings:
         """Raise ParameterError naming the first invalid field."""
         if not self.methods:
             raise ParameterError("no explanation method selected")
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [m for m in self.methods if find_spec(m) is None]
         if unknown:
-            raise ParameterError(f"unknown explanation method(s) {unknown}; choose from {', '.join(METHODS)}")
+            raise ParameterError(f"unknown explanation method(s) {unknown}; choose from {', '.join(available_methods())}")
         if len(set(self.methods)) != len(self.methods):
             raise ParameterError(f"explanation methods listed twice: {list(self.methods)}")
         if self.aggregation not in AGGREGATIONS:
@@ -91,12 +100,12 @@ class ExplainSettings:
     @property
     def gradient_methods(self) -> tuple[str, ...]:
         """Return the selected methods that produce one map per input sequence."""
-        return tuple(m for m in self.methods if m in GRADIENT_METHODS)
+        return tuple(m for m in self.methods if find_spec(m).per_sequence)
 
     @property
     def cam_methods(self) -> tuple[str, ...]:
-        """Return the selected class-activation-map methods (one map per instance)."""
-        return tuple(m for m in self.methods if m in CAM_METHODS)
+        """Return the selected methods explained at a network layer (class activation maps, one map per instance)."""
+        return tuple(m for m in self.methods if find_spec(m).uses_layer)
 
     def replace(self, **changes: Any) -> "ExplainSettings":
         """Return a copy with some fields changed (validated)."""

@@ -14,7 +14,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from LesionXAILib.roi import margin_voxels, mask_bounds
+from LesionXAILib.crop import margin_voxels, mask_bounds
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import torch
 
+from LesionXAILib.crop import align_down, round_up
 from LesionXAILib.errors import ParameterError
 
 
@@ -57,8 +58,8 @@ def axis_windows(coords: Sequence[int], margin: int, length: int, divisor: int) 
             continue
         if not 0 <= c < length:
             raise ParameterError(f"lesion voxel {c} outside the crop of length {length}")
-        start = max(0, (c - margin) // divisor * divisor)
-        size = min(length - start, max(divisor, math.ceil((c + margin + 1 - start) / divisor) * divisor))
+        start = max(0, align_down(c - margin, divisor))
+        size = min(length - start, max(divisor, round_up(c + margin + 1 - start, divisor)))
         stop = start + size
         for c2 in ordered[n:]:
             if c2 + margin < stop or stop == length:

@@ -14,7 +14,7 @@ import numpy as np
 
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.explanation import Explanation
-from LesionXAILib.explain.settings import CAM_METHODS
+from LesionXAILib.explain.registry import find_spec
 from LesionXAILib.explain.targets import InstanceTarget
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
@@ -198,7 +198,8 @@ def _randomisation(
             random_expl = next(iter_explanations(random_model, inputs.image, [inputs.target], inputs.geometry, explanation.settings))
     brain = brain_mask(inputs.image)
     for key in _map_keys(explanation, inputs):
-        cam = key in CAM_METHODS  # full-grid maps: scored over the whole brain as well
+        spec = find_spec(key)
+        cam = spec is not None and not spec.per_sequence  # per-instance full-grid maps: scored over the whole brain as well
         r = compare_maps(explanation.maps[key], random_expl.maps[key], inputs.box, brain if cam else None)
         out.values[f"{key}_randomisation_spearman"] = r.spearman
         out.values[f"{key}_randomisation_spearman_abs"] = r.spearman_abs

@@ -19,12 +19,13 @@ from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.explanation import Explanation
 from LesionXAILib.explain.model_state import check_model
 from LesionXAILib.explain.region import auto_batch_size, explain_box, explain_crop
-from LesionXAILib.explain.settings import CAM_METHODS, ExplainSettings
+from LesionXAILib.explain.registry import method_spec
+from LesionXAILib.explain.settings import ExplainSettings
 from LesionXAILib.explain.smoothgrad import noise_sigma
 from LesionXAILib.explain.targets import InstanceTarget, as_target
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.roi import CropBox
+from LesionXAILib.crop import CropBox
 from LesionXAILib.vocabulary import map_keys
 
 
@@ -84,8 +85,8 @@ class InstanceInputs:
         return full
 
     def attribution(self, explanation: Explanation, method: str) -> torch.Tensor:
-        """Return Phi of ``method`` as a (C, *crop) tensor: one map per sequence, or a CAM repeated on every channel."""
-        if method in CAM_METHODS:
+        """Return Phi of ``method`` as a (C, *crop) tensor: one map per sequence, or a per-instance map repeated on every channel."""
+        if not method_spec(method).per_sequence:
             if method not in explanation.maps:
                 raise ParameterError(f"explanation has no '{method}' map (maps: {sorted(explanation.maps)})")
             cam = self.box.extract(np.asarray(explanation.maps[method]), 0.0)

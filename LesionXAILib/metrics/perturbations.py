@@ -14,7 +14,7 @@ import torch
 from scipy.special import ndtr
 
 from LesionXAILib.explain.noise import positional_noise
-from LesionXAILib.roi import CropBox
+from LesionXAILib.crop import CropBox
 
 # sample-index offset of the uniform (sensitivity) draws, so they never reuse a Gaussian (infidelity) draw
 UNIFORM_OFFSET = 1 << 24

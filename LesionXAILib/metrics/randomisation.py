@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.roi import CropBox
+from LesionXAILib.crop import CropBox
 
 
 @dataclass

@@ -10,7 +10,7 @@ The unmasked image is evaluated too ("full context", r = infinity).
 whole step counts n (default 1 ... 34), not mm, and ``detection="any"`` is the anchor's rule.
 
 Speed: everything runs on one lesion-centred crop, all radii stacked along the batch dimension
-(in chunks that bound memory). The crop starts on the network's stride grid (``roi.align_box``)
+(in chunks that bound memory). The crop starts on the network's stride grid (``crop.align_box``)
 and reaches ``max(largest radius, receptive_margin_mm)`` beyond the lesion's bounding box. Why that
 is enough: only the network's output on (and just around) the lesion is scored, and that output
 depends on the input within the network's receptive field; inside the crop the input is exactly
@@ -39,7 +39,7 @@ from LesionXAILib.probes.detection import DETECTION_RULES, ProbePoint, score_pre
 from LesionXAILib.probes.fill import check_fill, fill_field
 from LesionXAILib.probes.structuring import ELEMENTS, dilation_steps, distance_from_mask_mm, within_radius
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
-from LesionXAILib.roi import CropBox, align_box, lesion_box
+from LesionXAILib.crop import CropBox, aligned_lesion_box
 
 if TYPE_CHECKING:
     from LesionXAILib.segmentation import SegmentationResult
@@ -152,7 +152,7 @@ def probe_box(
 ) -> CropBox:
     """Return the lesion-centred, stride-aligned crop the probe evaluates: bbox + max(largest radius, receptive margin) mm."""
     margin = max(settings.reach_mm(spacing_kji), settings.receptive_margin_mm)
-    return align_box(lesion_box(instance_mask, spacing_kji, margin), divisor)
+    return aligned_lesion_box(instance_mask, spacing_kji, margin, divisor)
 
 
 def _auto_batch(settings: ContextSettings, crop_shape: Sequence[int], n_points: int) -> int:

@@ -15,7 +15,7 @@ from LesionXAILib.geometry import Geometry
 from LesionXAILib.probes.detection import ProbePoint
 from LesionXAILib.probes.files import write_csv, write_json
 from LesionXAILib.probes.structuring import shell_labels
-from LesionXAILib.roi import CropBox
+from LesionXAILib.crop import CropBox
 
 STATUS_NEEDS_CONTEXT = "needs_context"
 STATUS_WITHOUT_CONTEXT = "detected_without_context"

@@ -38,7 +38,7 @@ from LesionXAILib.probes.detection import ProbePoint, score_prediction
 from LesionXAILib.probes.files import write_csv, write_json
 from LesionXAILib.probes.white_matter import check_positions, estimate_white_matter, nawm_candidates, pick_positions
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
-from LesionXAILib.roi import CropBox, align_box, box_around, margin_voxels
+from LesionXAILib.crop import CropBox, align_box, box_around, margin_voxels
 
 DEFAULT_VOLUMES_MM3 = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 DEFAULT_FLAIR_CONTRASTS = (1.4, 1.8)

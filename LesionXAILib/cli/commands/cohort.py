@@ -24,7 +24,8 @@ log = logging.getLogger("LesionXAILib.cli")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM, METHODS
+    from LesionXAILib.explain.registry import available_methods, method_default
+    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM
     from LesionXAILib.metrics.settings import METRICS
 
     parser.add_argument("--input", required=True, metavar="DIR|CSV",
@@ -41,9 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("explanations")
     g.add_argument("--methods", default=None,
-                   help=f"comma-separated from {', '.join(METHODS)}, or 'none' (default smoothgrad,gradcampp)")  # fmt: skip
+                   help=f"comma-separated from {', '.join(available_methods())}, or 'none' (default smoothgrad,gradcampp)")  # fmt: skip
     g.add_argument("--aggregation", choices=AGGREGATIONS, default=None, help="instance target (default sum)")
-    g.add_argument("--samples", type=int, default=None, help="SmoothGrad samples (default 16; --preset anchor: 50)")
+    g.add_argument("--samples", type=int, default=None, help=f"SmoothGrad samples (default {method_default('smoothgrad', 'samples')}; --preset anchor: 50)")
     g.add_argument("--noise-level", type=float, default=None, help="SmoothGrad sigma / FLAIR range (default 0.05)")
     g.add_argument("--seed", type=int, default=0, help="SmoothGrad noise seed (default 0)")
     g.add_argument("--margin-mm", type=float, default=None,

@@ -23,7 +23,8 @@ log = logging.getLogger("LesionXAILib.cli")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
-    from LesionXAILib.explain.settings import AGGREGATIONS, METHODS
+    from LesionXAILib.explain.registry import available_methods, method_default
+    from LesionXAILib.explain.settings import AGGREGATIONS
 
     add_input_arguments(parser)
     add_output_arguments(parser)
@@ -33,14 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--instances", default="all", help="'all' (default) or comma-separated instance ids, e.g. 3,7")
     g.add_argument(
         "--methods", default=None,
-        help=f"comma-separated, from: {', '.join(METHODS)} (default smoothgrad,gradcampp; --preset anchor: smoothgrad,gradcampp_anchor)",
+        help=f"comma-separated, from: {', '.join(available_methods())} (default smoothgrad,gradcampp; --preset anchor: smoothgrad,gradcampp_anchor)",
     )  # fmt: skip
     g.add_argument("--aggregation", choices=AGGREGATIONS, default=None, help="instance target (default sum, as the anchor)")
-    g.add_argument("--samples", type=int, default=None, help="SmoothGrad noise samples (default 16; --preset anchor: 50)")
-    g.add_argument("--noise-level", type=float, default=None, help="SmoothGrad sigma as a fraction of the normalised FLAIR range (default 0.05)")
+    g.add_argument("--samples", type=int, default=None, help=f"SmoothGrad noise samples (default {method_default('smoothgrad', 'samples')}; --preset anchor: 50)")
+    g.add_argument("--noise-level", type=float, default=None, help="SmoothGrad sigma as a fraction of the normalised FLAIR range "
+                   f"(default {method_default('smoothgrad', 'noise_level'):g})")
     g.add_argument("--noise-per-channel", action="store_true", help="scale sigma by each channel's own range")
-    g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    g.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients path steps (default 32)")
+    seed, steps = method_default("smoothgrad", "seed"), method_default("integrated_gradients", "ig_steps")
+    g.add_argument("--seed", type=int, default=seed, help=f"noise seed (default {seed})")
+    g.add_argument("--ig-steps", type=int, default=steps, help=f"integrated-gradients path steps (default {steps})")
     g.add_argument("--margin-mm", type=float, default=None,
                    help="crop margin in mm around each lesion or, with max aggregation, around each lesion voxel (default: the "
                         "model's calibrated margin, see `lesionxai calibrate`; an uncalibrated model is calibrated on this subject "

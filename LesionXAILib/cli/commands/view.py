@@ -32,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
     g.add_argument("--min-size", type=float, default=3, help="minimum lesion size in voxels (default 3)")
     g.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26, help="voxel connectivity of lesion instances (default 26)")
-    g.add_argument("--methods", default="smoothgrad,gradcampp", help="comma-separated explainers (default smoothgrad,gradcampp)")
-    g.add_argument("--samples", type=int, default=16, help="SmoothGrad noise samples per lesion (default 16)")
+    from LesionXAILib.explain.registry import available_methods, method_default
+
+    samples = method_default("smoothgrad", "samples")
+    g.add_argument("--methods", default="smoothgrad,gradcampp",
+                   help=f"comma-separated, from: {', '.join(available_methods())} (default smoothgrad,gradcampp)")  # fmt: skip
+    g.add_argument("--samples", type=int, default=samples, help=f"SmoothGrad noise samples per lesion (default {samples})")
     g.add_argument("--seed", type=int, default=0, help="SmoothGrad noise seed (default 0)")
     g.add_argument("--max-radius-mm", type=float, default=15.0, help="largest context radius probed (default 15 mm)")
     g.add_argument(
