@@ -104,7 +104,7 @@ class LesionXAIParameterNode:
 
 
 class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Thin GUI: binds the .ui to the parameter node, runs long work through LesionXAILib.mrml.jobs, polled by a QTimer."""
+    """Thin GUI: binds the .ui to the parameter node, runs long work through LesionXAILib.slicer_app.jobs, polled by a QTimer."""
 
     POLL_INTERVAL_MS = 100
 
@@ -137,7 +137,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LesionXAILogic()
-        from LesionXAILib.mrml.jobs import JobRunner
+        from LesionXAILib.slicer_app.jobs import JobRunner
 
         self.jobs = JobRunner()
         self._pollTimer = qt.QTimer()
@@ -226,7 +226,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         steps = self.logic.installSteps()
         if not steps:
             return True
-        from LesionXAILib.mrml.dependencies import describe_steps
+        from LesionXAILib.install.dependencies import describe_steps
 
         question = _("LesionXAI needs these Python packages (installed once, a few minutes):") + "\n\n" + describe_steps(steps)
         if not slicer.util.confirmOkCancelDisplay(question, windowTitle=_("LesionXAI - install dependencies")):
@@ -248,7 +248,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _startJob(self, name: str, compute, apply, message: str) -> None:
         """Run ``compute`` on the worker; ``apply`` its result when the timer's poll sees it finished."""
-        from LesionXAILib.mrml.jobs import Busy
+        from LesionXAILib.slicer_app.jobs import Busy
 
         def failed(exc) -> None:
             slicer.util.errorDisplay(_("LesionXAI: {name} failed: {error}").format(name=name, error=exc))
@@ -365,7 +365,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- click-to-explain ---------------------------------------------------------------------
     # Choice: the crosshair node's cursor position (vtkMRMLCrosshairNode), read when the left button is
     # released after a press that neither moved more than a few pixels nor lasted long. The decision is
-    # LesionXAILib.mrml.clicks.ClickDetector (tested headless); observers here only feed it events and
+    # LesionXAILib.session.clicks.ClickDetector (tested headless); observers here only feed it events and
     # never abort them, so drags and every other mouse mode keep working. They observe
     # with a high priority, so they see each event before a displayable manager can claim it.
 
@@ -376,7 +376,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:  # no main window (e.g. --no-main-window tests)
             return
-        from LesionXAILib.mrml.clicks import ClickDetector
+        from LesionXAILib.session.clicks import ClickDetector
 
         for name in layoutManager.sliceViewNames():
             widget = layoutManager.sliceWidget(name)
@@ -421,7 +421,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class LesionXAILogic(ScriptedLoadableModuleLogic):
-    """Module logic: forwards to LesionXAILib.mrml.module_logic.ModuleLogic (Qt-free, tested headless).
+    """Module logic: forwards to LesionXAILib.slicer_app.controller.ModuleLogic (Qt-free, tested headless).
 
     Usable from the Python console: ``logic = slicer.util.getModuleLogic("LesionXAI")``.
     """
@@ -436,7 +436,7 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
     def core(self):
         """Return the ModuleLogic of the current scene (imports LesionXAILib's engine on first use)."""
         if self._core is None or self._core.scene is not slicer.mrmlScene:
-            from LesionXAILib.mrml.module_logic import ModuleLogic
+            from LesionXAILib.slicer_app.controller import ModuleLogic
 
             self._core = ModuleLogic(slicer.mrmlScene)
         return self._core
@@ -447,8 +447,8 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
         return os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 
     def installPlan(self):
-        """Return what is missing (LesionXAILib.mrml.dependencies.InstallPlan)."""
-        from LesionXAILib.mrml import dependencies
+        """Return what is missing (LesionXAILib.install.dependencies.InstallPlan)."""
+        from LesionXAILib.install import dependencies
 
         requirements = dependencies.read_requirements(self.requirementsPath())
         return dependencies.install_plan(requirements, platform.system(), dependencies.nvidia_gpu_present())
@@ -463,7 +463,7 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
 
     def installSteps(self, plan=None) -> list:
         """Return the install steps for what is missing (raises InstallRefused in testing mode)."""
-        from LesionXAILib.mrml import dependencies
+        from LesionXAILib.install import dependencies
 
         plan = plan or self.installPlan()
         return dependencies.install_steps(plan, self.pyTorchUtilsAvailable(), slicer.app.testingEnabled())
@@ -499,7 +499,7 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
     # -- processing (all delegated) ---------------------------------------------------------------
 
     def settingsFromParameterNode(self, parameterNode):
-        from LesionXAILib.mrml.module_logic import settings_from_parameters
+        from LesionXAILib.slicer_app.controller import settings_from_parameters
 
         p = parameterNode
         return settings_from_parameters(
@@ -568,17 +568,17 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
         return self.core().table_rows()
 
     def tableForDisplay(self):
-        from LesionXAILib.mrml.module_logic import display_table
+        from LesionXAILib.slicer_app.controller import display_table
 
         return display_table(self.tableRows())
 
     def statisticsText(self, lesionId) -> str:
-        from LesionXAILib.mrml.module_logic import statistics_text
+        from LesionXAILib.slicer_app.controller import statistics_text
 
         return statistics_text(self.core().require_session().lesion_statistics(lesionId))
 
     def legendText(self, overlay) -> str:
-        from LesionXAILib.mrml.module_logic import legend_text
+        from LesionXAILib.slicer_app.controller import legend_text
 
         return legend_text(self.core().legend(overlay))
 
@@ -659,7 +659,7 @@ class LesionXAITest(ScriptedLoadableModuleTest):
     def test_LesionXAI_EndToEnd(self):
         self._requireDependencies()
         self.delayDisplay("LesionXAI: phantom, segmentation, lesion lookup, selection and cache")
-        from LesionXAILib.mrml import selftest
+        from LesionXAILib.slicer_app import selftest
         from LesionXAILib.mrml.views import ensure_slice_views
 
         ensure_slice_views(slicer.mrmlScene)
@@ -680,7 +680,7 @@ class LesionXAITest(ScriptedLoadableModuleTest):
     def test_LesionXAI_ObliqueGeometry(self):
         self._requireDependencies()
         self.delayDisplay("LesionXAI: oblique, anisotropic grid; selection by click position")
-        from LesionXAILib.mrml import selftest
+        from LesionXAILib.slicer_app import selftest
         from LesionXAILib.mrml.views import ensure_slice_views
 
         ensure_slice_views(slicer.mrmlScene)

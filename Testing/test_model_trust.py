@@ -146,7 +146,7 @@ def test_cli_trust_model_loads_torchscript_model_but_not_weights(tmp_path, capsy
 
 
 def test_slicer_logic_follows_the_same_policy(tmp_path):
-    from LesionXAILib.mrml.module_logic import ModuleLogic
+    from LesionXAILib.slicer_app.controller import ModuleLogic
 
     path, marker = _write_side_effect_model(tmp_path)
     logic = ModuleLogic(scene=None)

@@ -1,4 +1,4 @@
-"""The desktop module's worker (LesionXAILib.mrml.jobs) headless: a job runs off the polling thread, its outcome
+"""The desktop module's worker (LesionXAILib.slicer_app.jobs) headless: a job runs off the polling thread, its outcome
 is applied only by poll() on the polling thread, a second job is refused while one runs, cancel and errors
 reach the GUI side. The last tests drive the module's Logic the way LesionXAI.py's timer does, on a real
 vtkMRMLScene: nothing is added to the scene before poll() applies the run."""
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from LesionXAILib.errors import Cancelled, ParameterError
-from LesionXAILib.mrml.jobs import CANCELLED, DONE, FAILED, RUNNING, Busy, JobRunner
+from LesionXAILib.slicer_app.jobs import CANCELLED, DONE, FAILED, RUNNING, Busy, JobRunner
 
 
 def gated(release: threading.Event, steps: int = 5, result="result"):
@@ -125,7 +125,7 @@ def test_errors_are_delivered_on_poll_and_the_runner_keeps_serving():
 @pytest.fixture(scope="module")
 def phantom_scene():
     slicer = pytest.importorskip("slicer")
-    from LesionXAILib.mrml import selftest
+    from LesionXAILib.slicer_app import selftest
     from LesionXAILib.mrml.views import ensure_slice_views
 
     scene = slicer.vtkMRMLScene()
@@ -136,8 +136,8 @@ def phantom_scene():
 
 @pytest.mark.slicer
 def test_module_logic_runs_and_explains_through_the_worker_applying_on_poll(phantom_scene):
-    from LesionXAILib.mrml import selftest
-    from LesionXAILib.mrml.module_logic import ModuleLogic
+    from LesionXAILib.slicer_app import selftest
+    from LesionXAILib.slicer_app.controller import ModuleLogic
 
     scene, case = phantom_scene
     logic = ModuleLogic(scene)

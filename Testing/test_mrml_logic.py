@@ -8,9 +8,9 @@ import subprocess
 import pytest
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.mrml import dependencies as deps
-from LesionXAILib.mrml.clicks import ClickDetector, ClickPolicy, is_click
-from LesionXAILib.mrml.module_logic import (
+from LesionXAILib.install import dependencies as deps
+from LesionXAILib.session.clicks import ClickDetector, ClickPolicy, is_click
+from LesionXAILib.slicer_app.controller import (
     DEMO_MODEL,
     display_table,
     format_value,

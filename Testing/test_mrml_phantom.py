@@ -1,7 +1,7 @@
 """The Logic end to end on a phantom in a real slicer-core scene with the shipped demo model.
 
 Exactly what LesionXAI.py's LesionXAITest runs inside Slicer: the same ModuleLogic calls (the desktop
-Logic only forwards to it) and the same checks from LesionXAILib.mrml.selftest, once on the phantom's
+Logic only forwards to it) and the same checks from LesionXAILib.slicer_app.selftest, once on the phantom's
 own grid and once with its voxels on an oblique, anisotropic grid.
 """
 
@@ -12,8 +12,9 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from LesionXAILib.mrml import selftest, views
-from LesionXAILib.mrml.module_logic import ModuleLogic
+from LesionXAILib.mrml import views
+from LesionXAILib.slicer_app import selftest
+from LesionXAILib.slicer_app.controller import ModuleLogic
 from LesionXAILib.resources import resources_dir
 
 pytestmark = [

@@ -22,7 +22,7 @@ from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.model_config import ModelConfig
 from LesionXAILib.mrml import views
-from LesionXAILib.mrml.cache import ResultCache
+from LesionXAILib.session.cache import ResultCache
 from LesionXAILib.mrml.segments import lesion_of_segment
 from LesionXAILib.mrml.session import OVERLAYS, LesionSession, SessionSettings
 from LesionXAILib.mrml.volumes import array_from_volume_node, update_volume_node, volume_node_from_array
@@ -561,7 +561,7 @@ def test_lesions_are_outlined_in_2d_and_the_selected_one_is_highlighted_in_3d():
 
 def test_overlay_combo_refill_with_smoothgrad_unchecked_is_not_an_error():
     """Slicer's GUI binding clears and refills the combo on module entry (index 0 = SmoothGrad FLAIR first)."""
-    from LesionXAILib.mrml.module_logic import ModuleLogic
+    from LesionXAILib.slicer_app.controller import ModuleLogic
 
     scene, _, session = fresh_session(settings=SETTINGS.replace(methods=("gradcampp",)))
     logic = ModuleLogic(scene)

@@ -1,6 +1,6 @@
 """Static checks of the Slicer module file LesionXAI/LesionXAI.py (desktop Slicer cannot run here).
 
-The module's Logic must only forward to LesionXAILib.mrml.module_logic.ModuleLogic and its self-test
+The module's Logic must only forward to LesionXAILib.slicer_app.controller.ModuleLogic and its self-test
 must drive that Logic through the same checks as Testing/test_mrml_phantom.py; these tests read the
 file's syntax tree to prove it: every name it uses on the UI, the core, the self-test helpers and
 the parameter node exists on the other side.
@@ -114,7 +114,7 @@ def test_module_import_needs_no_engine_dependencies():
 def test_logic_only_forwards_to_module_logic():
     """Every LesionXAILogic method that works on data calls ModuleLogic (or a LesionXAILib helper) that exists."""
     slicer = pytest.importorskip("slicer")
-    from LesionXAILib.mrml import module_logic
+    from LesionXAILib.slicer_app import controller as module_logic
 
     core = module_logic.ModuleLogic(slicer.vtkMRMLScene())
     core_methods = set(dir(core))  # methods and instance attributes (session, cache, scene)
@@ -148,7 +148,7 @@ def test_logic_only_forwards_to_module_logic():
 
 def test_self_test_drives_the_logic_through_the_shared_checks():
     """LesionXAITest calls LesionXAILogic methods that exist and the selftest helpers pytest also runs."""
-    from LesionXAILib.mrml import selftest
+    from LesionXAILib.slicer_app import selftest
 
     logic_methods = set(methods(CLASSES["LesionXAILogic"]))
     tests = {n: f for n, f in methods(CLASSES["LesionXAITest"]).items() if n.startswith("test_")}
@@ -189,7 +189,7 @@ def test_click_handling_uses_the_tested_detector_and_the_crosshair():
 
 
 def test_long_work_runs_on_the_job_runner_polled_by_a_qtimer():
-    """Find lesions and lesion selection go through LesionXAILib.mrml.jobs (tested headless), never on the GUI thread."""
+    """Find lesions and lesion selection go through LesionXAILib.slicer_app.jobs (tested headless), never on the GUI thread."""
     widget = methods(CLASSES["LesionXAIWidget"])
     source = ast.unparse(CLASSES["LesionXAIWidget"])
     assert "JobRunner()" in ast.unparse(widget["setup"]) and "qt.QTimer()" in ast.unparse(widget["setup"])

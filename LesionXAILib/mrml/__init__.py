@@ -2,7 +2,8 @@
 
 Needs only ``slicer-core`` (``import slicer`` gives a real vtkMRMLScene, no Qt); desktop Slicer and the
 trame-slicer browser viewer use the same code. Import the submodules you need; importing this package
-imports nothing heavy, so ``dependencies`` and ``clicks`` stay usable before torch/slicer are installed.
+imports nothing heavy. What is computed lives in the scene-free :mod:`LesionXAILib.session`; this package
+only reads input nodes and writes results into a scene.
 
 - ``volumes``: volume nodes <-> k,j,i arrays with full geometry; loading files like the CLI does.
 - ``session``: :class:`LesionSession`: segmentation -> segments, table, then one lesion at a time

@@ -29,7 +29,7 @@ import numpy as np
 from LesionXAILib.cam_methods import CAM_LABELS, CAM_METHODS
 from LesionXAILib.errors import InputImageError, ParameterError
 from LesionXAILib.mrml import colors, hierarchy, segments, tables, views
-from LesionXAILib.mrml.cache import ResultCache, digest_arrays, model_fingerprint
+from LesionXAILib.session.cache import ResultCache, digest_arrays, model_fingerprint
 from LesionXAILib.mrml.volumes import (
     array_from_volume_node,
     ensure_display_node,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from LesionXAILib.errors import LesionXAIError
-from LesionXAILib.viewer.clicks import Click, ClickDetector
+from LesionXAILib.viewer.clicks import Click, ViewClicks
 from LesionXAILib.viewer.headless import configure_offscreen, prepare_view, render_window_class
 from LesionXAILib.viewer.requests import LesionRequest, LesionWorker
 from LesionXAILib.viewer.security import StateGuard, check_opacity, new_secret, sort_checker
@@ -84,7 +84,7 @@ class LesionViewer:
             # the browser reports each view's size only once it connects: fit the anatomy to the real size
             view.interactor().AddObserver("WindowResizeEvent", self._on_view_resized, -1.0)  # after trame-slicer resizes the slice node
         self.detectors = [
-            ClickDetector(view.get_singleton_tag(), view.interactor(), view.get_view_node, self.on_click).attach()
+            ViewClicks(view.get_singleton_tag(), view.interactor(), view.get_view_node, self.on_click).attach()
             for view in self.slice_views()
         ]
         self.session: Any = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.mrml.cache import ResultCache
+from LesionXAILib.session.cache import ResultCache
 from LesionXAILib.mrml.session import LesionResult, LesionSession, RunInputs, SessionSettings
 
 DEMO_MODEL = ""  # empty model path = the shipped demo model
