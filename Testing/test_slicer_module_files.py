@@ -113,7 +113,7 @@ def test_installed_layout_imports_the_bridge_and_finds_the_demo_model(calls, tmp
         shutil.copy(ROOT / rel, dest / rel)
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import LesionXAILib, LesionXAILib.mrml.session, LesionXAILib.slicer_app.controller, LesionXAILib.slicer_app.selftest;"
+        "import LesionXAILib, LesionXAILib.session.core, LesionXAILib.mrml.writer, LesionXAILib.slicer_app.controller, LesionXAILib.slicer_app.selftest;"
         "from LesionXAILib.resources import default_model_path;"
         "print(LesionXAILib.__file__); print(default_model_path())"
     )

@@ -6,7 +6,8 @@ imports nothing heavy. What is computed lives in the scene-free :mod:`LesionXAIL
 only reads input nodes and writes results into a scene.
 
 - ``volumes``: volume nodes <-> k,j,i arrays with full geometry; loading files like the CLI does.
-- ``session``: :class:`LesionSession`: segmentation -> segments, table, then one lesion at a time
-  explanations + context probe as overlays, with a cache (``OVERLAYS`` lists the overlay names).
+- ``scene_inputs``: the input nodes a session reads (checked, read into RunInputs, stamped).
+- ``writer``: :class:`SceneWriter`, a Session's results as scene nodes: segments, table, then one lesion
+  at a time its overlays, context shells and curve chart; ``overlay_nodes`` writes the per-lesion nodes.
 - ``views``: slice views and their composite nodes (background / foreground / label layers).
 """

@@ -1,9 +1,11 @@
-"""ModuleLogic: what the Slicer module's Logic does, Qt-free, on any scene (desktop Slicer, trame-slicer, slicer-core).
+"""ModuleController: what the Slicer module's Logic holds, Qt-free, on any scene (desktop Slicer, slicer-core).
 
-``LesionXAI/LesionXAI.py``'s ``LesionXAILogic`` holds one of these and only forwards to it, so the
-headless tests exercise the same code paths as the desktop module. It maps the module's parameters
-to :class:`SessionSettings`, keeps loaded models, keeps one :class:`LesionSession` (re-running it when
-only settings change, so its output nodes are reused) and one result cache shared by all sessions.
+It keeps the scene's :class:`~LesionXAILib.session.core.Session` and the
+:class:`~LesionXAILib.mrml.writer.SceneWriter` that shows it (re-running the same pair when only
+settings change, so the output nodes are reused), loaded models, and one result cache shared by every
+session of the scene. Each long task is split for the module's job runner: ``prepare_*`` reads the
+scene (main thread), the plan's ``compute`` runs on a worker (no MRML), ``finish_*`` writes the scene
+(main thread) and returns everything the panel shows, so the Widget makes one call per step.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from LesionXAILib.errors import ParameterError
+from LesionXAILib.mrml.scene_inputs import SceneInputs
+from LesionXAILib.mrml.writer import SceneWriter
 from LesionXAILib.session.cache import ResultCache
-from LesionXAILib.mrml.session import LesionResult, LesionSession, RunInputs, SessionSettings
+from LesionXAILib.session.core import Session
+from LesionXAILib.session.results import LesionResult
+from LesionXAILib.session.settings import RunInputs, SessionSettings
+from LesionXAILib.slicer_app.panel import display_table, legend_text, statistics_text
 
 DEMO_MODEL = ""  # empty model path = the shipped demo model
 
@@ -50,13 +57,51 @@ def model_key(model_path: Any) -> str:
     return str(Path(text).expanduser().resolve())
 
 
-class ModuleLogic:
-    """One scene's LesionXAI state: the current session, loaded models and the shared result cache."""
+@dataclass
+class RunPlan:
+    """A run read from the scene (``prepare_run``): ``compute`` it anywhere, then ``finish_run`` it."""
+
+    writer: SceneWriter
+    inputs: RunInputs
+    replaces: Optional[SceneWriter] = None  # the writer whose outputs the finished run replaces
+
+    def compute(self, progress: Any = None, cancel: Any = None) -> Any:
+        """Segment (no MRML: a worker thread may run this); return the SegmentationResult."""
+        return self.writer.session.compute_run(self.inputs, progress, cancel)
+
+
+@dataclass
+class LesionPlan:
+    """A checked lesion selection (``prepare_lesion``): ``compute`` it anywhere, then ``finish_lesion``."""
+
+    session: Session
+    lesion_id: int
+    overlay: str
+
+    def compute(self, progress: Any = None, cancel: Any = None) -> LesionResult:
+        """Explain the lesion and probe its context (no MRML: a worker thread may run this)."""
+        return self.session.compute_lesion(self.lesion_id, progress, cancel)
+
+
+@dataclass
+class LesionPanel:
+    """What the module panel shows after a lesion was shown: its id, overlay, statistics, legend and table."""
+
+    lesion_id: int
+    overlay: str
+    statistics_text: str
+    legend_text: str
+    table: tuple[list[str], list[list[str]]]
+
+
+class ModuleController:
+    """One scene's LesionXAI state: the current Session and its SceneWriter, loaded models, the shared cache."""
 
     def __init__(self, scene: Any, cache: Optional[ResultCache] = None) -> None:
         self.scene = scene
         self.cache = cache if cache is not None else ResultCache()
-        self.session: Optional[LesionSession] = None
+        self.session: Optional[Session] = None
+        self.writer: Optional[SceneWriter] = None
         self.lesion_fill = False  # lesions filled in 2D (False: outlines), kept across runs
         self._models: dict[str, tuple[Optional[float], Any]] = {}
 
@@ -78,6 +123,7 @@ class ModuleLogic:
         self._models[key] = (mtime, model)
         return model
 
+    # ------------------------------------------------------------------ finding the lesions
     def run(
         self,
         flair_node: Any,
@@ -88,8 +134,8 @@ class ModuleLogic:
         progress: Any = None,
         cancel: Any = None,
         trust_model: bool = False,
-    ) -> LesionSession:
-        """Segment the inputs and show the lesions; reuse the session (and its nodes) when only settings changed."""
+    ) -> SceneWriter:
+        """Segment the inputs and show the lesions; reuse the writer (and its nodes) when only settings changed."""
         plan = self.prepare_run(flair_node, t1_node, ground_truth_node, model_path, settings, trust_model)
         return self.finish_run(plan, plan.compute(progress, cancel))
 
@@ -101,49 +147,49 @@ class ModuleLogic:
         model_path: Any = DEMO_MODEL,
         settings: SessionSettings = SessionSettings(),
         trust_model: bool = False,
-    ) -> "RunPlan":
+    ) -> RunPlan:
         """Read the inputs for a run (main thread; the scene is not changed): compute it off the GUI thread, then finish it.
 
         The model is loaded here (once per file; kept while it is unchanged) so that the worker only segments.
         """
         model = self.model(model_path, trust_model)
-        session = self.session
-        same = (
-            session is not None
-            and session.flair_node is flair_node
-            and session.t1_node is t1_node
-            and session.ground_truth_node is ground_truth_node
-            and session.model is model
-        )
+        inputs = SceneInputs(self.scene, flair_node, t1_node, ground_truth_node)
+        writer = self.writer
         replaces = None
-        if not same:
-            replaces = session if session is not None and session.flair_node is flair_node else None
-            session = LesionSession(self.scene, flair_node, t1_node, model, settings, ground_truth_node, cache=self.cache)
-        assert session is not None
-        return RunPlan(session, session.prepare_run(settings), replaces)
+        if writer is None or not writer.inputs.same_nodes(inputs) or writer.session.model is not model:
+            replaces = writer if writer is not None and writer.flair_node is flair_node else None
+            writer = SceneWriter(Session(model, settings, self.cache), inputs)
+        return RunPlan(writer, writer.prepare_run(settings), replaces)
 
-    def finish_run(self, plan: "RunPlan", result: Any) -> LesionSession:
-        """Apply a computed run to the scene (main thread) and make its session the current one; return it."""
-        if plan.replaces is not None and plan.replaces is self.session:
+    def finish_run(self, plan: RunPlan, result: Any) -> SceneWriter:
+        """Apply a computed run to the scene (main thread) and make its session the current one; return its writer."""
+        if plan.replaces is not None and plan.replaces is self.writer:
             plan.replaces.remove_outputs()  # same FLAIR, other inputs: replace its outputs rather than pile up
-        plan.session.apply_run(plan.inputs, result)
-        plan.session.set_lesion_fill(self.lesion_fill)
-        self.session = plan.session
-        return plan.session
+        plan.writer.apply_run(plan.inputs, result)
+        plan.writer.set_lesion_fill(self.lesion_fill)
+        self.writer, self.session = plan.writer, plan.writer.session
+        return plan.writer
 
-    def set_lesion_fill(self, fill: bool) -> None:
-        """Draw lesions filled (True) or as outlines (False) in 2D, now and for later runs."""
-        self.lesion_fill = bool(fill)
-        if self.session is not None and self.session.result is not None:
-            self.session.set_lesion_fill(self.lesion_fill)
+    def has_results(self) -> bool:
+        """Return True once a run was applied (lesions can be selected)."""
+        return self.session is not None and self.session.result is not None
 
-    def prepare_lesion(self, lesion_id: Any, overlay: Optional[str] = None) -> "LesionPlan":
+    def require_writer(self) -> SceneWriter:
+        """Return the current writer or raise a clear error before the first run."""
+        if not self.has_results():
+            raise ParameterError("run LesionXAI first (Apply), then select a lesion")
+        assert self.writer is not None
+        return self.writer
+
+    # ------------------------------------------------------------------ one lesion
+    def prepare_lesion(self, lesion_id: Any, overlay: Optional[str] = None) -> LesionPlan:
         """Check a lesion selection (main thread): its id, the overlay to show and that the inputs did not change."""
-        session = self.require_session()
+        writer = self.require_writer()
+        session = writer.session
         reason = session.needs_run()
         if reason:
             raise ParameterError(reason)
-        if session.inputs_changed():
+        if writer.inputs_changed():
             raise ParameterError("an input volume changed since the lesions were found; find them again")
         try:
             number = int(lesion_id)
@@ -153,42 +199,24 @@ class ModuleLogic:
             raise ParameterError(f"no lesion {lesion_id!r} in this segmentation")
         return LesionPlan(session, number, self.resolve_overlay(overlay))
 
-    def finish_lesion(self, plan: "LesionPlan", result: LesionResult) -> LesionResult:
-        """Show a lesion computed off the GUI thread (main thread); return it."""
+    def finish_lesion(self, plan: LesionPlan, result: LesionResult) -> LesionPanel:
+        """Show a lesion computed off the GUI thread (main thread); return what the panel shows for it."""
         if plan.session is not self.session:
             raise ParameterError("the lesions were found again while this one was computed; select it again")
-        plan.session.show_lesion(result, plan.overlay)
-        return result
+        writer = self.require_writer()
+        writer.show_lesion(result, plan.overlay)
+        return LesionPanel(
+            int(result.lesion_id), writer.overlay, statistics_text(self.session.lesion_statistics(result.lesion_id)),
+            self.legend_text(writer.overlay), display_table(self.session.table_rows()),
+        )  # fmt: skip
 
-    def combo_overlay(self, name: Optional[str]) -> Optional[str]:
-        """Return the overlay to show for a combo-box choice, or None to leave the display alone.
-
-        Slicer's GUI binding clears and refills the combo on every module entry, which reports index 0
-        (or an empty text) before the saved choice returns; with no lesion shown, or a map these settings
-        do not produce, there is nothing to switch and that is not an error.
-        """
-        session = self.session
-        if session is None or session.result is None or session.selected_id is None or not name:
-            return None
-        if name not in session.available_overlays():
-            return None
-        return None if name == session.overlay else name
-
-    def require_session(self) -> LesionSession:
-        """Return the current session or raise a clear error before the first run."""
-        if self.session is None or self.session.result is None:
-            raise ParameterError("run LesionXAI first (Apply), then select a lesion")
-        return self.session
+    def select_lesion(self, lesion_id: int, overlay: Optional[str] = None, progress: Any = None, cancel: Any = None) -> LesionResult:
+        """Compute (or take from the cache) and show one lesion, on this thread (scripts, self-test)."""
+        return self.require_writer().select_lesion(lesion_id, overlay, progress, cancel)
 
     def lesion_at(self, ras: Sequence[float]) -> Optional[int]:
         """Return the lesion id under a RAS point (None on background, or before any run)."""
-        if self.session is None:
-            return None
-        return self.session.lesion_at(ras)
-
-    def select_lesion(self, lesion_id: int, overlay: Optional[str] = None, progress: Any = None, cancel: Any = None) -> LesionResult:
-        """Compute (or take from the cache) and show one lesion."""
-        return self.require_session().select_lesion(lesion_id, overlay, progress, cancel)
+        return self.session.lesion_at(ras) if self.session is not None else None
 
     def select_at(self, ras: Sequence[float], overlay: Optional[str] = None, progress: Any = None, cancel: Any = None) -> Optional[LesionResult]:
         """Select the lesion under a RAS point (a click); return None and change nothing on background."""
@@ -197,97 +225,50 @@ class ModuleLogic:
             return None
         return self.select_lesion(lesion_id, overlay, progress, cancel)
 
+    def selected_lesion(self) -> Optional[int]:
+        """Return the id of the lesion on show (None before)."""
+        return self.writer.selected_id if self.has_results() and self.writer is not None else None
+
+    # ------------------------------------------------------------------ display
     def resolve_overlay(self, overlay: Optional[str]) -> str:
         """Return ``overlay`` if the current settings produce it, else the session's default (GUI choices may be stale)."""
-        session = self.require_session()
+        session = self.require_writer().session
         return overlay if overlay in session.available_overlays() else session.default_overlay()
 
-    def set_overlay(self, overlay: str) -> None:
-        """Switch the foreground overlay of the selected lesion."""
-        self.require_session().set_overlay(overlay)
+    def combo_overlay(self, name: Optional[str]) -> Optional[str]:
+        """Return the overlay to show for a combo-box choice, or None to leave the display alone.
 
-    def table_rows(self) -> list[dict]:
-        """Return the instance table rows (empty before any run)."""
-        return self.session.table_rows() if self.session is not None and self.session.result is not None else []
+        Slicer's GUI binding clears and refills the combo on every module entry, which reports index 0
+        (or an empty text) before the saved choice returns; with no lesion shown, or a map these settings
+        do not produce, there is nothing to switch and that is not an error.
+        """
+        if not self.has_results() or self.writer.selected_id is None or not name:
+            return None
+        if name not in self.session.available_overlays():
+            return None
+        return None if name == self.writer.overlay else name
 
-    def legend(self, overlay: str) -> dict:
-        """Return the colour bar description of an overlay of the selected lesion."""
-        return self.require_session().legend(overlay)
+    def set_overlay(self, overlay: str) -> str:
+        """Switch the foreground overlay of the selected lesion; return its legend line."""
+        self.require_writer().set_overlay(overlay)
+        return self.legend_text(overlay)
+
+    def legend_text(self, overlay: str) -> str:
+        """Return the one-line colour scale of an overlay of the selected lesion."""
+        return legend_text(self.require_writer().legend(overlay))
+
+    def set_lesion_fill(self, fill: bool) -> None:
+        """Draw lesions filled (True) or as outlines (False) in 2D, now and for later runs."""
+        self.lesion_fill = bool(fill)
+        if self.has_results():
+            self.writer.set_lesion_fill(self.lesion_fill)
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Return (column titles, cell texts) of the lesion table (no rows before any run)."""
+        return display_table(self.session.table_rows() if self.has_results() else [])
 
     def clear(self) -> None:
-        """Forget the session (its nodes stay in the scene) and the cache, e.g. when the scene is closed."""
+        """Forget the session and writer (their nodes stay in the scene) and the cache, e.g. when the scene is closed."""
         self.session = None
+        self.writer = None
         self.cache.clear()
-
-
-@dataclass
-class RunPlan:
-    """A run read from the scene (``ModuleLogic.prepare_run``): ``compute`` it anywhere, then ``finish_run`` it."""
-
-    session: LesionSession
-    inputs: RunInputs
-    replaces: Optional[LesionSession] = None  # the session whose outputs the finished run replaces
-
-    def compute(self, progress: Any = None, cancel: Any = None) -> Any:
-        """Segment (no MRML: a worker thread may run this); return the SegmentationResult."""
-        return self.session.compute_run(self.inputs, progress, cancel)
-
-
-@dataclass
-class LesionPlan:
-    """A checked lesion selection (``ModuleLogic.prepare_lesion``): ``compute`` it anywhere, then ``finish_lesion``."""
-
-    session: LesionSession
-    lesion_id: int
-    overlay: str
-
-    def compute(self, progress: Any = None, cancel: Any = None) -> LesionResult:
-        """Explain the lesion and probe its context (no MRML: a worker thread may run this)."""
-        return self.session.compute_lesion(self.lesion_id, progress, cancel)
-
-
-# ---------------------------------------------------------------- text for the module panel
-DISPLAY_COLUMNS = (
-    ("id", "Lesion"), ("status", "Status"), ("volume_mm3", "Volume (mm³)"), ("mean_probability", "Mean p"),
-    ("flair_share", "FLAIR share"), ("context_needed_mm", "Context (mm)"),
-)  # fmt: skip
-
-
-def format_value(key: str, value: Any) -> str:
-    """Return a table cell: '' for not yet computed, '> max' style text for context beyond the largest radius."""
-    if value is None:
-        return ""
-    if key == "context_needed_mm":
-        return "beyond probe" if value == float("inf") else f"{float(value):g}"
-    if key == "volume_mm3":
-        return f"{float(value):.1f}"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def display_table(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
-    """Return (column titles, rows of cell texts) for the module's lesion table widget."""
-    titles = [title for _, title in DISPLAY_COLUMNS]
-    return titles, [[format_value(key, row.get(key)) for key, _ in DISPLAY_COLUMNS] for row in rows]
-
-
-def statistics_text(stats: dict) -> str:
-    """Return a few lines describing one lesion's statistics (for the module panel)."""
-    lines = [f"<b>{stats.get('name') or 'Lesion ' + str(stats['id'])}</b>"]
-    if stats.get("mean_probability") is not None:
-        lines.append(f"mean probability {stats['mean_probability']:.3f}")
-    if stats.get("flair_share") is not None:
-        lines.append(f"FLAIR share of {stats.get('flair_share_method') or 'attribution'}: {stats['flair_share']:.0%}")
-    if stats.get("context_description"):
-        lines.append("context probe: " + stats["context_description"])
-    return "<br>".join(lines)
-
-
-def legend_text(legend: dict) -> str:
-    """Return a one-line description of an overlay's colour scale."""
-    if legend.get("units") == "mm":
-        return f"{legend['title']}: rings every mm, red (lesion) to blue ({legend['max']:g} mm)"
-    low = legend.get("transparent_below")
-    below = f"; |value| < {low:.3g} transparent" if low else ""
-    return f"{legend['title']}: {legend['min']:.3g} … {legend['max']:.3g} {legend['units']}{below}"

@@ -1,13 +1,13 @@
-"""The browser viewer application: trame-slicer slice views over one MRML scene, driven by a LesionSession.
+"""The browser viewer application: trame-slicer slice views over one MRML scene, driven by a Session.
 
-Everything the user sees about a lesion comes from the MRML bridge
-(:class:`LesionXAILib.mrml.session.LesionSession`): which lesion is under a click (``lesion_at``), its
-explanation and context probe (``compute_lesion``, on a worker thread), the overlays, composite nodes
-and slice jumps (``show_lesion`` / ``set_overlay``, on the event loop), opacity, 3D surfaces,
-statistics, table rows and legends. This class connects browser events to those calls and mirrors the
-results into trame state.
+It drives the same scene-free :class:`LesionXAILib.session.core.Session` as the Slicer module: which
+lesion is under a click (``lesion_at``), its explanation and context probe (``compute_lesion``, on a
+worker thread), statistics and table rows. The same :class:`LesionXAILib.mrml.writer.SceneWriter` puts
+the results into the scene on the event loop: overlays, composite nodes and slice jumps
+(``show_lesion`` / ``set_overlay``), opacity, 3D surfaces and legends. This class connects browser
+events to those calls and mirrors the results into trame state.
 
-A fresh lesion arrives in stages (the bridge's progressive ``compute_lesion``): the explainer of the
+A fresh lesion arrives in stages (the session's progressive ``compute_lesion``): the explainer of the
 chosen overlay first, shown at once, then the other explainers and the context probe, which complete
 the panel and the curve.
 """
@@ -87,7 +87,8 @@ class LesionViewer:
             ViewClicks(view.get_singleton_tag(), view.interactor(), view.get_view_node, self.on_click).attach()
             for view in self.slice_views()
         ]
-        self.session: Any = None
+        self.session: Any = None  # LesionXAILib.session.core.Session: every lesion question
+        self.writer: Any = None  # LesionXAILib.mrml.writer.SceneWriter: puts the session's answers into the scene
         self.worker: Optional[LesionWorker] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.timings = Timings()
@@ -151,11 +152,12 @@ class LesionViewer:
         self.state.change("lx_overlay")(self._overlay_changed)
         self.state.change("lx_opacity")(self._opacity_changed)
 
-    def attach_session(self, session: Any, summary: str = "") -> None:
-        """Use ``session`` (already run) for every lesion question; fill the table and fit the views."""
+    def attach_session(self, writer: Any, summary: str = "") -> None:
+        """Use ``writer`` (already run) and its session for every lesion question; fill the table and fit the views."""
         from LesionXAILib.viewer.panel import overlay_items
 
-        self.session = session
+        self.writer = writer
+        self.session = session = writer.session
         self.worker = LesionWorker(
             self._compute,
             self._post,
@@ -170,7 +172,7 @@ class LesionViewer:
         overlay = self.state.lx_overlay if self.state.lx_overlay in names else session.default_overlay()
         self._overlay_choice = overlay
         self._good["lx_overlay"] = overlay
-        session.set_overlay_opacity(float(self._good["lx_opacity"]))
+        writer.set_overlay_opacity(float(self._good["lx_opacity"]))
         with self.state:
             self.state.lx_overlay_items = overlay_items(names)
             self.state.lx_overlay = overlay
@@ -185,7 +187,7 @@ class LesionViewer:
     def _show_lesions_in_3d(self) -> None:
         """Make the lesion segments visible in the 3D view (closed surfaces, built by the bridge)."""
         t = time.perf_counter()
-        self.session.show_in_3d()
+        self.writer.show_in_3d()
         log.info("lesion surfaces for the 3D view in %.2f s", time.perf_counter() - t)
 
     # --------------------------------------------------------------- lifecycle
@@ -238,7 +240,7 @@ class LesionViewer:
 
     def _on_view_resized(self, *_: Any) -> None:
         """Fit every slice view to the anatomy after a resize, until a lesion is selected (then keep the jump)."""
-        if self.session is not None and self.session.selected_id is None and self.pending_id is None:
+        if self.session is not None and self.writer.selected_id is None and self.pending_id is None:
             for view in self.slice_views():
                 view.fit_view_to_content()
 
@@ -421,10 +423,10 @@ class LesionViewer:
                 self.state.lx_busy = False
                 self.state.lx_progress_message = ""
                 if self.pending_id == request.lesion_id:
-                    self.pending_id = self.session.selected_id
+                    self.pending_id = self.writer.selected_id
                     self.state.lx_message = f"Lesion {request.lesion_id}: cancelled."
-                    if self.session.selected_id is not None:
-                        self._show_header(self.session.lesion_statistics(self.session.selected_id))
+                    if self.writer.selected_id is not None:
+                        self._show_header(self.session.lesion_statistics(self.writer.selected_id))
 
     # ------------------------------------------------------------- display
 
@@ -434,7 +436,7 @@ class LesionViewer:
         complete = bool(getattr(result, "complete", True))
         with self.state:
             t_bridge = time.perf_counter()
-            self.session.show_lesion(result, overlay=overlay)
+            self.writer.show_lesion(result, overlay=overlay)
             bridge_s = time.perf_counter() - t_bridge
             stats = self.session.lesion_statistics(result.lesion_id)
             self._show_header(stats)
@@ -466,7 +468,7 @@ class LesionViewer:
                 "lesion_id": int(result.lesion_id),
                 "serial": self._show_serial(result, t0),
                 "complete": complete,
-                "overlay_shown": self.session.selected_id == result.lesion_id and result.has_overlay(overlay),
+                "overlay_shown": self.writer.selected_id == result.lesion_id and result.has_overlay(overlay),
                 "from_cache": bool(result.from_cache),
                 "show_lesion_s": bridge_s,  # the bridge writing overlays/shells/chart and setting the slice layers
                 "panel_s": now - t_bridge - bridge_s,  # this viewer: statistics, curve SVG, table, legend, state push
@@ -520,7 +522,7 @@ class LesionViewer:
 
         overlay = self._good["lx_overlay"]
         try:
-            legend = self.session.legend(overlay)
+            legend = self.writer.legend(overlay)
         except Exception as exc:  # no legend before a lesion is shown, for some overlays
             log.debug("no legend for %s yet: %s", overlay, exc)
             return
@@ -540,9 +542,9 @@ class LesionViewer:
             self._revert("lx_overlay", f"Overlay not available: {exc}")
             return
         error = ""
-        if self.session.selected_id is not None:
+        if self.writer.selected_id is not None:
             try:
-                self.session.set_overlay(lx_overlay)
+                self.writer.set_overlay(lx_overlay)
                 self._apply_opacity()
             except LesionXAIError as exc:  # e.g. a map this lesion's explainers did not produce
                 self._revert("lx_overlay", f"Overlay not available: {exc}")
@@ -572,7 +574,7 @@ class LesionViewer:
         """Apply the opacity slider to the overlay layer through the bridge (which keeps it across selections)."""
         if self.session is None:
             return
-        self.session.set_overlay_opacity(float(self._good["lx_opacity"]))
+        self.writer.set_overlay_opacity(float(self._good["lx_opacity"]))
         for view in self.slice_views():  # a composite-node opacity change alone does not ask trame-slicer for a frame
             view.schedule_render()
 
@@ -594,7 +596,7 @@ class LesionViewer:
         return {
             "ready": self.ready.is_set() and session is not None,
             "url": self.url,
-            "selected_id": None if session is None else session.selected_id,
+            "selected_id": None if session is None else self.writer.selected_id,
             "pending_id": self.pending_id,
             "busy": bool(self.worker is not None and self.worker.busy),
             "progress": self.state.lx_progress,
