@@ -1,3 +1,11 @@
+"""LesionXAI: the 3D Slicer scripted module (panel, parameter node, Logic, self-test).
+
+Over 400 lines on purpose: Slicer's scripted-module convention puts the module, parameter-node, Widget,
+Logic and Test classes in this one file, found by name (``<Module>Widget``, ``<Module>Logic``, ...). Only
+Qt/Slicer glue lives here; everything else is LesionXAILib (the controller holding the scene's Session and
+SceneWriter: ``LesionXAILib.slicer_app.controller``), tested headless.
+"""
+
 import os
 import platform
 import sys

@@ -16,7 +16,7 @@ from LesionXAILib.session.cache import ResultCache
 from LesionXAILib.session.core import Session
 from LesionXAILib.session.settings import RunInputs, SessionSettings
 
-from probes_fixtures import detector_model
+from subject_fixtures import two_lesion_subject
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = SessionSettings(methods=("gradient", "smoothgrad"), samples=2, seed=3, max_radius_mm=3.0)
@@ -45,17 +45,7 @@ def test_importing_the_click_policy_loads_nothing_heavy():
 
 @pytest.fixture(scope="module")
 def ran():
-    from explain_fixtures import unit_geometry
-    from LesionXAILib.image_io import InputPair
-
-    shape = (22, 24, 23)
-    rng = np.random.default_rng(11)
-    flair = 100 + rng.normal(0, 2, shape)
-    flair[5:8, 5:8, 5:8] = 160
-    flair[13:17, 14:17, 12:16] = 170
-    t1 = 80 + 20 * np.sign(rng.normal(0, 1, shape))
-    pair = InputPair(flair.astype(np.float32), t1.astype(np.float32), unit_geometry(shape))
-    model = detector_model(h=1, level=1.5)
+    model, pair = two_lesion_subject(seed=11)
     session = Session(model, SETTINGS, ResultCache())
     inputs = RunInputs(pair, None, ("stamp", 1), SETTINGS)
     result = session.compute_run(inputs)

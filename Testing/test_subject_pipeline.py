@@ -16,7 +16,7 @@ from LesionXAILib.probes import ContextSettings
 from LesionXAILib.segmentation import SegmentationSettings, segment
 from LesionXAILib.subject_pipeline import ANALYSE_STAGE, WRITE_STAGE, analyse_and_write_subject
 
-from probes_fixtures import detector_model
+from subject_fixtures import two_lesion_subject
 
 SETTINGS = AnalysisSettings(
     explain=ExplainSettings(methods=("gradient",), samples=2, seed=1),
@@ -26,17 +26,7 @@ SETTINGS = AnalysisSettings(
 
 @pytest.fixture(scope="module")
 def segmented():
-    from LesionXAILib.image_io import InputPair
-    from explain_fixtures import unit_geometry
-
-    shape = (20, 22, 21)
-    rng = np.random.default_rng(5)
-    flair = 100 + rng.normal(0, 2, shape)
-    flair[5:8, 5:8, 5:8] = 160
-    flair[12:16, 13:16, 11:15] = 170
-    t1 = 80 + 20 * np.sign(rng.normal(0, 1, shape))
-    pair = InputPair(flair.astype(np.float32), t1.astype(np.float32), unit_geometry(shape))
-    model = detector_model(h=1, level=1.5)
+    model, pair = two_lesion_subject()
     result = segment(pair, model, SegmentationSettings())
     assert len(result.instances.ids) == 2
     return model, result
