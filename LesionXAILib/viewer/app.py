@@ -10,6 +10,10 @@ events to those calls and mirrors the results into trame state.
 A fresh lesion arrives in stages (the session's progressive ``compute_lesion``): the explainer of the
 chosen overlay first, shown at once, then the other explainers and the context probe, which complete
 the panel and the curve.
+
+Over 400 lines on purpose: one class follows one event flow (browser event -> session -> worker ->
+event loop -> writer -> trame state) whose callbacks share the viewer's state; the parts that stand
+alone live beside it (``clicks``, ``requests``, ``security``, ``panel``, ``layout``, ``telemetry``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from LesionXAILib.errors import LesionXAIError
@@ -28,6 +31,7 @@ from LesionXAILib.viewer.clicks import Click, ViewClicks
 from LesionXAILib.viewer.headless import configure_offscreen, prepare_view, render_window_class
 from LesionXAILib.viewer.requests import LesionRequest, LesionWorker
 from LesionXAILib.viewer.security import StateGuard, check_opacity, new_secret, sort_checker
+from LesionXAILib.viewer.telemetry import Timings, memory_mb, slice_views_snapshot
 
 log = logging.getLogger("LesionXAILib.viewer")
 
@@ -35,19 +39,6 @@ DEFAULT_OVERLAY = "smoothgrad_flair"
 DEFAULT_OPACITY = 0.7  # as the bridge's default foreground opacity
 LAYOUT_ID = "lesionxai"
 _SERVER_NAMES = itertools.count(1)
-
-
-@dataclass
-class Timings:
-    """Latencies of the last interaction, in seconds (None until measured); wall-clock stamps for the browser."""
-
-    click_to_selection_s: Optional[float] = None  # click event -> lesion known and requested
-    click_to_shown_s: Optional[float] = None  # click event -> show_lesion done (render scheduled), first stage
-    click_to_complete_s: Optional[float] = None  # click event -> the whole analysis shown (curve, statistics)
-    compute_s: Optional[float] = None  # worker time of the last fresh computation
-    shown_wall_time: Optional[float] = None  # time.time() when the last show_lesion finished
-    from_cache: Optional[bool] = None
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LesionViewer:
@@ -454,39 +445,13 @@ class LesionViewer:
                 self.state.lx_message = (
                     f"Lesion {result.lesion_id}: maps so far shown after {compute_s:.1f} s; computing the rest…"
                 )
-        now = time.perf_counter()
-        self.timings.shown_wall_time = time.time()
-        self.timings.from_cache = bool(result.from_cache)
-        self.timings.compute_s = compute_s if not result.from_cache else self.timings.compute_s
-        first_stage = not self.timings.history or self.timings.history[-1].get("serial") != self._show_serial(result, t0)
-        if t0 is not None:
-            if first_stage:
-                self.timings.click_to_shown_s = now - t0
-            self.timings.click_to_complete_s = now - t0 if complete else None
-        self.timings.history.append(
-            {
-                "lesion_id": int(result.lesion_id),
-                "serial": self._show_serial(result, t0),
-                "complete": complete,
-                "overlay_shown": self.writer.selected_id == result.lesion_id and result.has_overlay(overlay),
-                "from_cache": bool(result.from_cache),
-                "show_lesion_s": bridge_s,  # the bridge writing overlays/shells/chart and setting the slice layers
-                "panel_s": now - t_bridge - bridge_s,  # this viewer: statistics, curve SVG, table, legend, state push
-                "click_to_shown_s": None if t0 is None else now - t0,
-                "compute_s": compute_s,
-                "shown_wall_time": self.timings.shown_wall_time,
-            }
+        self.timings.record_show(
+            result, t0, compute_s, t_bridge, bridge_s, self.writer.selected_id == result.lesion_id and result.has_overlay(overlay)
         )
-        del self.timings.history[:-50]
         log.info(
             "selected lesion %d (%s) in %.3f s",
             result.lesion_id, "cached" if result.from_cache else "computed", self.timings.click_to_shown_s or 0.0,
         )  # fmt: skip
-
-    @staticmethod
-    def _show_serial(result: Any, t0: Optional[float]) -> str:
-        """Return an id of one selection (lesion + click time): the stages of one click share it."""
-        return f"{int(result.lesion_id)}@{t0!r}"
 
     def _show_header(self, stats: dict) -> None:
         from LesionXAILib.viewer.panel import STATUS_COLOURS, statistics_items
@@ -582,16 +547,6 @@ class LesionViewer:
 
     def snapshot(self) -> dict[str, Any]:
         """Return the viewer's state as JSON-able data (the /lesionxai/state endpoint; tests and benchmark read it)."""
-        views = {}
-        for view in self.slice_views():
-            node = view.get_view_node()
-            m = node.GetXYToRAS()
-            views[view.get_singleton_tag()] = {
-                "orientation": view.get_orientation(),
-                "size": list(view.render_window().GetSize()),
-                "xy_to_ras": [[m.GetElement(r, c) for c in range(4)] for r in range(4)],
-                "slice_offset": view.get_slice_value(),
-            }
         session = self.session
         return {
             "ready": self.ready.is_set() and session is not None,
@@ -611,19 +566,11 @@ class LesionViewer:
             "precompute_left": 0 if self.worker is None else self.worker.background_left,
             "last_click": self.last_click,
             "lesion_ids": [] if session is None else [int(i) for i in session.instance_ids],
-            "timings": {
-                "click_to_selection_s": self.timings.click_to_selection_s,
-                "click_to_shown_s": self.timings.click_to_shown_s,
-                "click_to_complete_s": self.timings.click_to_complete_s,
-                "compute_s": self.timings.compute_s,
-                "shown_wall_time": self.timings.shown_wall_time,
-                "from_cache": self.timings.from_cache,
-                "history": list(self.timings.history),
-            },
-            "views": views,
+            "timings": self.timings.as_dict(),
+            "views": slice_views_snapshot(self.slice_views()),
             "render_window": render_window_class(self.slice_views()[0]) if self.slice_views() else None,
-            "rss_mb": _memory_mb("VmRSS"),
-            "peak_rss_mb": _memory_mb("VmHWM"),
+            "rss_mb": memory_mb("VmRSS"),
+            "peak_rss_mb": memory_mb("VmHWM"),
             "pid": os.getpid(),
         }
 
@@ -649,15 +596,3 @@ def _one_line(exc: BaseException) -> str:
     else:
         text = f"internal error ({type(exc).__name__}); details are in the server's log"
     return " ".join(text.split())[:300]
-
-
-def _memory_mb(key: str) -> Optional[float]:
-    """Return a /proc/self/status memory figure (VmRSS: resident now, VmHWM: peak) in MiB, or None off Linux."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        return None
-    return None
