@@ -454,13 +454,14 @@ class LesionViewer:
         )  # fmt: skip
 
     def _show_header(self, stats: dict) -> None:
-        from LesionXAILib.viewer.panel import STATUS_COLOURS, statistics_items
+        from LesionXAILib.viewer.panel import statistics_items
+        from LesionXAILib.vocabulary import status_colour
 
         lesion_id = int(stats["id"])
         status = str(stats.get("status") or "")
         self.state.lx_title = f"Lesion {lesion_id}"
         self.state.lx_status = status
-        self.state.lx_status_color = STATUS_COLOURS.get(status, "grey")
+        self.state.lx_status_color = status_colour(status, "grey")
         self.state.lx_selected_id = lesion_id
         self.state.lx_stats = statistics_items(stats, self._max_radius())
 
