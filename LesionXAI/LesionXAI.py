@@ -1,3 +1,11 @@
+"""LesionXAI: the 3D Slicer scripted module (panel, parameter node, Logic, self-test).
+
+Over 400 lines on purpose: Slicer's scripted-module convention puts the module, parameter-node, Widget,
+Logic and Test classes in this one file, found by name (``<Module>Widget``, ``<Module>Logic``, ...). Only
+Qt/Slicer glue lives here; everything else is LesionXAILib (the controller holding the scene's Session and
+SceneWriter: ``LesionXAILib.slicer_app.controller``), tested headless.
+"""
+
 import os
 import platform
 import sys
@@ -21,7 +29,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-# Overlay names of LesionXAILib.mrml.session.OVERLAYS (kept literal here: this file must import without
+# Overlay names of LesionXAILib.session.overlays.OVERLAYS (kept literal here: this file must import without
 # torch/MONAI, which are installed on first use; a test checks both lists are equal).
 OVERLAY_CHOICES = ("smoothgrad_flair", "smoothgrad_mprage", "gradcampp", "context_shells")
 
@@ -104,7 +112,7 @@ class LesionXAIParameterNode:
 
 
 class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Thin GUI: binds the .ui to the parameter node, runs long work through LesionXAILib.mrml.jobs, polled by a QTimer."""
+    """Thin GUI: binds the .ui to the parameter node, runs long work through LesionXAILib.slicer_app.jobs, polled by a QTimer."""
 
     POLL_INTERVAL_MS = 100
 
@@ -137,7 +145,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LesionXAILogic()
-        from LesionXAILib.mrml.jobs import JobRunner
+        from LesionXAILib.slicer_app.jobs import JobRunner
 
         self.jobs = JobRunner()
         self._pollTimer = qt.QTimer()
@@ -215,8 +223,9 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                      "overlayComboBox", "selectedLesionSpinBox", "showPlotButton"):  # fmt: skip
             getattr(self.ui, name).enabled = not busy
         self.ui.thresholdSliderWidget.enabled = bool(p and not p.useModelThreshold) and not busy
-        self.ui.explainButton.enabled = self.logic.hasResults() and not busy
-        self.ui.showPlotButton.enabled = self.logic.selectedLesion() is not None and not busy
+        hasResults = self.logic.hasResults()
+        self.ui.explainButton.enabled = hasResults and not busy
+        self.ui.showPlotButton.enabled = hasResults and self.logic.core().selected_lesion() is not None and not busy
         self.ui.progressBar.visible = busy
 
     # -- actions ------------------------------------------------------------------------------
@@ -226,7 +235,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         steps = self.logic.installSteps()
         if not steps:
             return True
-        from LesionXAILib.mrml.dependencies import describe_steps
+        from LesionXAILib.install.dependencies import describe_steps
 
         question = _("LesionXAI needs these Python packages (installed once, a few minutes):") + "\n\n" + describe_steps(steps)
         if not slicer.util.confirmOkCancelDisplay(question, windowTitle=_("LesionXAI - install dependencies")):
@@ -248,7 +257,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _startJob(self, name: str, compute, apply, message: str) -> None:
         """Run ``compute`` on the worker; ``apply`` its result when the timer's poll sees it finished."""
-        from LesionXAILib.mrml.jobs import Busy
+        from LesionXAILib.slicer_app.jobs import Busy
 
         def failed(exc) -> None:
             slicer.util.errorDisplay(_("LesionXAI: {name} failed: {error}").format(name=name, error=exc))
@@ -291,9 +300,9 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
 
         def apply(result) -> None:
-            session = self.logic.finishRun(plan, result)
-            self.ui.statusLabel.text = _("{n} lesions: click one in a slice view, or in the table.").format(n=len(session.instance_ids))
-            self._fillTable()
+            writer = self.logic.core().finish_run(plan, result)
+            self.ui.statusLabel.text = _("{n} lesions: click one in a slice view, or in the table.").format(n=len(writer.session.instance_ids))
+            self._fillTable(self.logic.core().table())
 
         self._startJob(_("Finding lesions"), plan.compute, apply, _("Finding lesions…"))
 
@@ -306,50 +315,46 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onOverlayChanged(self, index: int) -> None:
         # read the combo box itself: this slot may run before the parameter node has been updated; on module
-        # entry the GUI binding refills the combo (index 0 first): comboOverlay() says when there is nothing to do
+        # entry the GUI binding refills the combo (index 0 first): combo_overlay() says when there is nothing to do
         name = OVERLAY_CHOICES[index] if 0 <= index < len(OVERLAY_CHOICES) else None
-        overlay = self.logic.comboOverlay(name) if self.logic is not None else None
+        overlay = self.logic.core().combo_overlay(name) if self.logic is not None and self.logic.hasResults() else None
         if overlay is None:
             return
         with slicer.util.tryWithErrorDisplay(_("This overlay is not available."), waitCursor=False):
-            self.logic.setOverlay(overlay)
-            self.ui.legendLabel.text = self.logic.legendText(overlay)
+            self.ui.legendLabel.text = self.logic.core().set_overlay(overlay)
 
     def onFillLesionsToggled(self, fill: bool) -> None:
-        self.logic.setLesionFill(bool(fill))
+        self.logic.core().set_lesion_fill(bool(fill))
 
     def onShowPlot(self) -> None:
         """Show the context curve in a plot view: only when asked, because it changes the user's layout."""
-        session = self.logic.session() if self.logic.hasResults() else None
-        if session is not None and session.chart_node is not None:
-            slicer.modules.plots.logic().ShowChartInLayout(session.chart_node)
+        writer = self.logic.core().writer if self.logic.hasResults() else None
+        if writer is not None and writer.chart_node is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(writer.chart_node)
 
     def _select(self, lesionId: int) -> None:
         if not lesionId or not self.logic.hasResults() or self.jobs.busy:
             return
         plan = None
         with slicer.util.tryWithErrorDisplay(_("LesionXAI could not explain this lesion."), waitCursor=False):
-            plan = self.logic.prepareLesion(lesionId, self._parameterNode.overlay)
+            plan = self.logic.core().prepare_lesion(lesionId, self._parameterNode.overlay)
         if plan is None:
             return
 
         def apply(result) -> None:
-            self.logic.finishLesion(plan, result)
-            self._parameterNode.selectedLesion = result.lesion_id
-            self._parameterNode.overlay = self.logic.session().overlay
-            self.ui.statisticsLabel.text = self.logic.statisticsText(result.lesion_id)
-            self._showLegend()
-            self._fillTable()
+            panel = self.logic.core().finish_lesion(plan, result)  # shows it and returns all the panel needs
+            self._parameterNode.selectedLesion = panel.lesion_id
+            self._parameterNode.overlay = panel.overlay
+            self.ui.statisticsLabel.text = panel.statistics_text
+            self.ui.legendLabel.text = panel.legend_text
+            self._fillTable(panel.table)
 
         self._startJob(_("Explaining lesion {id}").format(id=lesionId), plan.compute, apply,
                        _("Explaining lesion {id}…").format(id=lesionId))  # fmt: skip
 
-    def _showLegend(self) -> None:
-        self.ui.legendLabel.text = self.logic.legendText(self._parameterNode.overlay)
-
-    def _fillTable(self) -> None:
-        """Show logic.tableRows() in the table widget (read-only copy of the table node)."""
-        columns, rows = self.logic.tableForDisplay()
+    def _fillTable(self, table) -> None:
+        """Show (column titles, cell texts) in the table widget (a read-only copy of the table node)."""
+        columns, rows = table
         table = self.ui.lesionTable
         self._updatingTable = True
         table.clear()
@@ -365,7 +370,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- click-to-explain ---------------------------------------------------------------------
     # Choice: the crosshair node's cursor position (vtkMRMLCrosshairNode), read when the left button is
     # released after a press that neither moved more than a few pixels nor lasted long. The decision is
-    # LesionXAILib.mrml.clicks.ClickDetector (tested headless); observers here only feed it events and
+    # LesionXAILib.session.clicks.ClickDetector (tested headless); observers here only feed it events and
     # never abort them, so drags and every other mouse mode keep working. They observe
     # with a high priority, so they see each event before a displayable manager can claim it.
 
@@ -376,7 +381,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:  # no main window (e.g. --no-main-window tests)
             return
-        from LesionXAILib.mrml.clicks import ClickDetector
+        from LesionXAILib.session.clicks import ClickDetector
 
         for name in layoutManager.sliceViewNames():
             widget = layoutManager.sliceWidget(name)
@@ -403,7 +408,7 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ras = [0.0, 0.0, 0.0]
             crosshair = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLCrosshairNode")
             if crosshair is not None and crosshair.GetCursorPositionRAS(ras):
-                lesionId = self.logic.lesionAt(ras)
+                lesionId = self.logic.core().lesion_at(ras)
                 if lesionId is not None:
                     qt.QTimer.singleShot(0, lambda: self._select(lesionId))  # after the view finished its event
 
@@ -421,9 +426,10 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class LesionXAILogic(ScriptedLoadableModuleLogic):
-    """Module logic: forwards to LesionXAILib.mrml.module_logic.ModuleLogic (Qt-free, tested headless).
+    """Module logic: the parameter node, first-use installation, and the scene's controller (Qt-free, tested headless).
 
-    Usable from the Python console: ``logic = slicer.util.getModuleLogic("LesionXAI")``.
+    ``core()`` is a :class:`LesionXAILib.slicer_app.controller.ModuleController` holding the scene's Session and
+    the SceneWriter that shows it. From the Python console: ``core = slicer.util.getModuleLogic("LesionXAI").core()``.
     """
 
     def __init__(self) -> None:
@@ -434,11 +440,11 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
         return LesionXAIParameterNode(super().getParameterNode())
 
     def core(self):
-        """Return the ModuleLogic of the current scene (imports LesionXAILib's engine on first use)."""
+        """Return the ModuleController of the current scene (imports LesionXAILib's engine on first use)."""
         if self._core is None or self._core.scene is not slicer.mrmlScene:
-            from LesionXAILib.mrml.module_logic import ModuleLogic
+            from LesionXAILib.slicer_app.controller import ModuleController
 
-            self._core = ModuleLogic(slicer.mrmlScene)
+            self._core = ModuleController(slicer.mrmlScene)
         return self._core
 
     # -- dependencies (first use, after asking; never at import time, never in testing mode) -------
@@ -447,8 +453,8 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
         return os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
 
     def installPlan(self):
-        """Return what is missing (LesionXAILib.mrml.dependencies.InstallPlan)."""
-        from LesionXAILib.mrml import dependencies
+        """Return what is missing (LesionXAILib.install.dependencies.InstallPlan)."""
+        from LesionXAILib.install import dependencies
 
         requirements = dependencies.read_requirements(self.requirementsPath())
         return dependencies.install_plan(requirements, platform.system(), dependencies.nvidia_gpu_present())
@@ -463,7 +469,7 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
 
     def installSteps(self, plan=None) -> list:
         """Return the install steps for what is missing (raises InstallRefused in testing mode)."""
-        from LesionXAILib.mrml import dependencies
+        from LesionXAILib.install import dependencies
 
         plan = plan or self.installPlan()
         return dependencies.install_steps(plan, self.pyTorchUtilsAvailable(), slicer.app.testingEnabled())
@@ -496,10 +502,10 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
         if progress is not None and steps:
             progress(len(steps), "done")
 
-    # -- processing (all delegated) ---------------------------------------------------------------
+    # -- processing: the controller holds the scene's Session and SceneWriter -----------------------
 
     def settingsFromParameterNode(self, parameterNode):
-        from LesionXAILib.mrml.module_logic import settings_from_parameters
+        from LesionXAILib.slicer_app.controller import settings_from_parameters
 
         p = parameterNode
         return settings_from_parameters(
@@ -507,8 +513,8 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
         )
 
     def process(self, flairNode, mprageNode, groundTruthNode=None, modelPath="", settings=None, progress=None, cancel=None, trustModel=False):
-        """Segment the inputs; every lesion becomes a segment and a table row. Returns the LesionSession."""
-        from LesionXAILib.mrml.session import SessionSettings
+        """Segment the inputs; every lesion becomes a segment and a table row. Returns the SceneWriter (its ``session`` holds the results)."""
+        from LesionXAILib.session.settings import SessionSettings
 
         return self.core().run(flairNode, mprageNode, groundTruthNode, modelPath, settings or SessionSettings(), progress, cancel, trustModel)
 
@@ -517,70 +523,9 @@ class LesionXAILogic(ScriptedLoadableModuleLogic):
         p = parameterNode
         return self.core().prepare_run(p.flairVolume, p.mprageVolume, p.groundTruth, p.modelPath, self.settingsFromParameterNode(p), p.trustModel)
 
-    def finishRun(self, plan, result):
-        """Apply a computed run to the scene (main thread); return the LesionSession."""
-        return self.core().finish_run(plan, result)
-
-    def prepareLesion(self, lesionId, overlay=None):
-        """Check a lesion selection (main thread); return a LesionPlan whose compute() runs on the worker."""
-        return self.core().prepare_lesion(lesionId, overlay)
-
-    def finishLesion(self, plan, result):
-        """Show a lesion computed on the worker (main thread)."""
-        return self.core().finish_lesion(plan, result)
-
-    def comboOverlay(self, name):
-        """Return the overlay a combo-box change should show, or None when there is nothing to do."""
-        return self.core().combo_overlay(name) if self._core is not None else None
-
-    def setLesionFill(self, fill) -> None:
-        self.core().set_lesion_fill(fill)
-
-    def processParameterNode(self, parameterNode, progress=None, cancel=None):
-        p = parameterNode
-        return self.process(p.flairVolume, p.mprageVolume, p.groundTruth, p.modelPath, self.settingsFromParameterNode(p), progress, cancel, p.trustModel)
-
-    def session(self):
-        return self.core().session
-
     def hasResults(self) -> bool:
-        return self._core is not None and self._core.session is not None and self._core.session.result is not None
-
-    def lesionAt(self, ras):
-        return self.core().lesion_at(ras)
-
-    def selectLesion(self, lesionId, overlay=None, progress=None, cancel=None):
-        return self.core().select_lesion(lesionId, overlay, progress, cancel)
-
-    def selectLesionAt(self, ras, overlay=None, progress=None, cancel=None):
-        return self.core().select_at(ras, overlay, progress, cancel)
-
-    def selectedLesion(self):
-        return self._core.session.selected_id if self.hasResults() else None
-
-    def resolveOverlay(self, overlay):
-        return self.core().resolve_overlay(overlay)
-
-    def setOverlay(self, overlay) -> None:
-        self.core().set_overlay(overlay)
-
-    def tableRows(self) -> list:
-        return self.core().table_rows()
-
-    def tableForDisplay(self):
-        from LesionXAILib.mrml.module_logic import display_table
-
-        return display_table(self.tableRows())
-
-    def statisticsText(self, lesionId) -> str:
-        from LesionXAILib.mrml.module_logic import statistics_text
-
-        return statistics_text(self.core().require_session().lesion_statistics(lesionId))
-
-    def legendText(self, overlay) -> str:
-        from LesionXAILib.mrml.module_logic import legend_text
-
-        return legend_text(self.core().legend(overlay))
+        """Return True once lesions were found (without importing the engine before that)."""
+        return self._core is not None and self._core.has_results()
 
     def clear(self) -> None:
         if self._core is not None:
@@ -659,41 +604,41 @@ class LesionXAITest(ScriptedLoadableModuleTest):
     def test_LesionXAI_EndToEnd(self):
         self._requireDependencies()
         self.delayDisplay("LesionXAI: phantom, segmentation, lesion lookup, selection and cache")
-        from LesionXAILib.mrml import selftest
+        from LesionXAILib.slicer_app import selftest
         from LesionXAILib.mrml.views import ensure_slice_views
 
         ensure_slice_views(slicer.mrmlScene)
         case = selftest.load_phantom_case(slicer.mrmlScene)
         before = selftest.snapshot_inputs(case)
         logic = LesionXAILogic()
-        session = logic.process(case.flair, case.t1, case.ground_truth, "", selftest.SELFTEST_SETTINGS)
-        selftest.check_run(session, case)
-        selftest.check_lesion_at(session, case)
-        lesionId = selftest.detected_lesion(session)
-        hits = session.cache.hits
-        first = logic.selectLesion(lesionId)
-        second = logic.selectLesion(lesionId)
-        selftest.check_selection(session, case, first, second, hits)
+        writer = logic.process(case.flair, case.t1, case.ground_truth, "", selftest.SELFTEST_SETTINGS)
+        selftest.check_run(writer, case)
+        selftest.check_lesion_at(writer, case)
+        lesionId = selftest.detected_lesion(writer)
+        hits = writer.session.cache.hits
+        first = logic.core().select_lesion(lesionId)
+        second = logic.core().select_lesion(lesionId)
+        selftest.check_selection(writer, case, first, second, hits)
         selftest.check_inputs_unchanged(case, before)
         self.delayDisplay("LesionXAI end-to-end test passed")
 
     def test_LesionXAI_ObliqueGeometry(self):
         self._requireDependencies()
         self.delayDisplay("LesionXAI: oblique, anisotropic grid; selection by click position")
-        from LesionXAILib.mrml import selftest
+        from LesionXAILib.slicer_app import selftest
         from LesionXAILib.mrml.views import ensure_slice_views
 
         ensure_slice_views(slicer.mrmlScene)
         case = selftest.load_phantom_case(slicer.mrmlScene, oblique=True)
         before = selftest.snapshot_inputs(case)
         logic = LesionXAILogic()
-        session = logic.process(case.flair, case.t1, case.ground_truth, "", selftest.SELFTEST_SETTINGS)
-        selftest.check_run(session, case)
-        selftest.check_lesion_at(session, case)
-        lesionId = selftest.detected_lesion(session)
-        hits = session.cache.hits
-        first = logic.selectLesionAt(selftest.click_point(session, lesionId))
-        second = logic.selectLesion(first.lesion_id)
-        selftest.check_selection(session, case, first, second, hits)
+        writer = logic.process(case.flair, case.t1, case.ground_truth, "", selftest.SELFTEST_SETTINGS)
+        selftest.check_run(writer, case)
+        selftest.check_lesion_at(writer, case)
+        lesionId = selftest.detected_lesion(writer)
+        hits = writer.session.cache.hits
+        first = logic.core().select_at(selftest.click_point(writer, lesionId))
+        second = logic.core().select_lesion(first.lesion_id)
+        selftest.check_selection(writer, case, first, second, hits)
         selftest.check_inputs_unchanged(case, before)
         self.delayDisplay("LesionXAI oblique-geometry test passed")

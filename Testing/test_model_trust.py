@@ -146,10 +146,10 @@ def test_cli_trust_model_loads_torchscript_model_but_not_weights(tmp_path, capsy
 
 
 def test_slicer_logic_follows_the_same_policy(tmp_path):
-    from LesionXAILib.mrml.module_logic import ModuleLogic
+    from LesionXAILib.slicer_app.controller import ModuleController
 
     path, marker = _write_side_effect_model(tmp_path)
-    logic = ModuleLogic(scene=None)
+    logic = ModuleController(scene=None)
     with pytest.raises(ModelLoadError, match="Trust model code"):
         logic.model(str(path))
     assert not _ran(marker)

@@ -1,4 +1,4 @@
-"""The desktop module's worker (LesionXAILib.mrml.jobs) headless: a job runs off the polling thread, its outcome
+"""The desktop module's worker (LesionXAILib.slicer_app.jobs) headless: a job runs off the polling thread, its outcome
 is applied only by poll() on the polling thread, a second job is refused while one runs, cancel and errors
 reach the GUI side. The last tests drive the module's Logic the way LesionXAI.py's timer does, on a real
 vtkMRMLScene: nothing is added to the scene before poll() applies the run."""
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from LesionXAILib.errors import Cancelled, ParameterError
-from LesionXAILib.mrml.jobs import CANCELLED, DONE, FAILED, RUNNING, Busy, JobRunner
+from LesionXAILib.slicer_app.jobs import CANCELLED, DONE, FAILED, RUNNING, Busy, JobRunner
 
 
 def gated(release: threading.Event, steps: int = 5, result="result"):
@@ -125,7 +125,7 @@ def test_errors_are_delivered_on_poll_and_the_runner_keeps_serving():
 @pytest.fixture(scope="module")
 def phantom_scene():
     slicer = pytest.importorskip("slicer")
-    from LesionXAILib.mrml import selftest
+    from LesionXAILib.slicer_app import selftest
     from LesionXAILib.mrml.views import ensure_slice_views
 
     scene = slicer.vtkMRMLScene()
@@ -136,11 +136,11 @@ def phantom_scene():
 
 @pytest.mark.slicer
 def test_module_logic_runs_and_explains_through_the_worker_applying_on_poll(phantom_scene):
-    from LesionXAILib.mrml import selftest
-    from LesionXAILib.mrml.module_logic import ModuleLogic
+    from LesionXAILib.slicer_app import selftest
+    from LesionXAILib.slicer_app.controller import ModuleController
 
     scene, case = phantom_scene
-    logic = ModuleLogic(scene)
+    logic = ModuleController(scene)
     runner = JobRunner()
     nodes_before = scene.GetNumberOfNodes()
     plan = logic.prepare_run(case.flair, case.t1, case.ground_truth, "", selftest.SELFTEST_SETTINGS)
@@ -153,16 +153,16 @@ def test_module_logic_runs_and_explains_through_the_worker_applying_on_poll(phan
 
     job = runner.submit("find", plan.compute, apply=apply)
     job.finished.wait(120)
-    assert scene.GetNumberOfNodes() == nodes_before and logic.session is None  # computed, not yet applied
+    assert scene.GetNumberOfNodes() == nodes_before and logic.session is None and logic.writer is None  # computed, not yet applied
     status = runner.wait(10)
     assert status.state == DONE, status.message
     assert applied_on == [threading.get_ident()] and job.thread_id != threading.get_ident()
-    session = logic.session
-    selftest.check_run(session, case)
+    writer = logic.writer
+    selftest.check_run(writer, case)
     assert scene.GetNumberOfNodes() > nodes_before
 
     # a lesion: checked on the GUI thread, explained on the worker, shown on poll
-    lesion_id = selftest.detected_lesion(session)
+    lesion_id = selftest.detected_lesion(writer)
     with pytest.raises(ParameterError, match="no lesion"):
         logic.prepare_lesion(10**6)
     lesion = logic.prepare_lesion(lesion_id, "gradcampp")
@@ -170,14 +170,14 @@ def test_module_logic_runs_and_explains_through_the_worker_applying_on_poll(phan
     with pytest.raises(Busy):
         runner.submit("explain again", lesion.compute)
     assert runner.wait(120).state == DONE
-    assert session.selected_id == lesion_id and session.overlay == "gradcampp"
+    assert writer.selected_id == lesion_id and writer.overlay == "gradcampp"
 
     # cancelling another lesion leaves the shown one as it was
-    other = next(i for i in session.instance_ids if i != lesion_id and not session.is_cached(i))
+    other = next(i for i in writer.session.instance_ids if i != lesion_id and not writer.session.is_cached(i))
     plan2 = logic.prepare_lesion(other)
     cancelled = []
     job = runner.submit("explain", plan2.compute, apply=lambda r: logic.finish_lesion(plan2, r),
                         on_cancelled=lambda: cancelled.append(other))  # fmt: skip
     runner.cancel()
     assert runner.wait(120).state == CANCELLED and cancelled == [other]
-    assert session.selected_id == lesion_id
+    assert writer.selected_id == lesion_id

@@ -8,17 +8,10 @@ import subprocess
 import pytest
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.mrml import dependencies as deps
-from LesionXAILib.mrml.clicks import ClickDetector, ClickPolicy, is_click
-from LesionXAILib.mrml.module_logic import (
-    DEMO_MODEL,
-    display_table,
-    format_value,
-    legend_text,
-    model_key,
-    settings_from_parameters,
-    statistics_text,
-)
+from LesionXAILib.install import dependencies as deps
+from LesionXAILib.session.clicks import ClickDetector, ClickPolicy, is_click
+from LesionXAILib.slicer_app.controller import DEMO_MODEL, model_key, settings_from_parameters
+from LesionXAILib.slicer_app.panel import display_table, format_value, legend_text, statistics_text
 
 # ------------------------------------------------------------------ click vs window/level drag
 

@@ -1,14 +1,15 @@
 """Static checks of the Slicer module file LesionXAI/LesionXAI.py (desktop Slicer cannot run here).
 
-The module's Logic must only forward to LesionXAILib.mrml.module_logic.ModuleLogic and its self-test
-must drive that Logic through the same checks as Testing/test_mrml_phantom.py; these tests read the
-file's syntax tree to prove it: every name it uses on the UI, the core, the self-test helpers and
-the parameter node exists on the other side.
+The module's Logic holds a LesionXAILib.slicer_app.controller.ModuleController (the scene's Session and
+SceneWriter), the Widget calls that controller, and the self-test drives the Logic through the same checks as
+Testing/test_mrml_phantom.py; these tests read the file's syntax tree to prove it: every name it uses on the
+UI, the controller, the self-test helpers and the parameter node exists on the other side.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import re
 import xml.etree.ElementTree as ET
@@ -91,7 +92,7 @@ def test_ui_parameter_bindings_match_the_parameter_node():
 
 
 def test_overlay_choices_are_the_bridge_overlays():
-    from LesionXAILib.mrml.session import OVERLAYS
+    from LesionXAILib.session.overlays import OVERLAYS
 
     assign = next(n for n in TREE.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "OVERLAY_CHOICES")
     assert tuple(ast.literal_eval(assign.value)) == OVERLAYS
@@ -111,27 +112,43 @@ def test_module_import_needs_no_engine_dependencies():
     assert calls == ["_ensureLibraryOnPath()"]
 
 
-def test_logic_only_forwards_to_module_logic():
-    """Every LesionXAILogic method that works on data calls ModuleLogic (or a LesionXAILib helper) that exists."""
-    slicer = pytest.importorskip("slicer")
-    from LesionXAILib.mrml import module_logic
+def core_calls(node: ast.AST, owner: str) -> set[str]:
+    """Return the names called as ``<owner>.core().<name>`` inside ``node``."""
+    called = set()
+    for call in ast.walk(node):
+        if isinstance(call, ast.Attribute) and isinstance(call.value, ast.Call) and ast.unparse(call.value) == f"{owner}.core()":
+            called.add(call.attr)
+    return called
 
-    core = module_logic.ModuleLogic(slicer.vtkMRMLScene())
-    core_methods = set(dir(core))  # methods and instance attributes (session, cache, scene)
+
+def test_logic_and_widget_drive_the_controller_that_holds_session_and_writer():
+    """Every ``core().<name>`` the Logic, the Widget or the self-test uses exists on ModuleController; no forwarding layer."""
+    slicer = pytest.importorskip("slicer")
+    from LesionXAILib.slicer_app import controller
+
+    core = controller.ModuleController(slicer.vtkMRMLScene())
+    core_methods = set(dir(core))  # methods and instance attributes (session, writer, cache, scene)
+    assert {"session", "writer"} <= core_methods
     logic = methods(CLASSES["LesionXAILogic"])
-    forwarded = {}
-    for name, fn in logic.items():
-        for call in ast.walk(fn):
-            if isinstance(call, ast.Attribute) and isinstance(call.value, ast.Call) and ast.unparse(call.value) == "self.core()":
-                forwarded.setdefault(name, set()).add(call.attr)
-    for name, attrs in forwarded.items():
-        assert attrs <= core_methods, f"LesionXAILogic.{name} calls ModuleLogic.{attrs - core_methods}"
-    expected = {"process": "run", "lesionAt": "lesion_at", "selectLesion": "select_lesion", "selectLesionAt": "select_at",
-                "setOverlay": "set_overlay", "tableRows": "table_rows", "legendText": "legend",
-                "prepareRun": "prepare_run", "finishRun": "finish_run", "prepareLesion": "prepare_lesion",
-                "finishLesion": "finish_lesion", "comboOverlay": "combo_overlay", "setLesionFill": "set_lesion_fill"}  # fmt: skip
-    for camel, snake in expected.items():
-        assert snake in forwarded.get(camel, set()), f"LesionXAILogic.{camel} does not forward to ModuleLogic.{snake}"
+    used = {
+        "Logic": core_calls(CLASSES["LesionXAILogic"], "self"),
+        "Widget": core_calls(CLASSES["LesionXAIWidget"], "self.logic"),
+        "Test": core_calls(CLASSES["LesionXAITest"], "logic"),
+    }
+    for who, attrs in used.items():
+        assert attrs and attrs <= core_methods, f"{who} calls ModuleController.{attrs - core_methods}"
+    assert core_calls(logic["process"], "self") == {"run"} and core_calls(logic["prepareRun"], "self") == {"prepare_run"}
+    assert {"finish_run", "prepare_lesion", "finish_lesion", "combo_overlay", "set_overlay", "lesion_at", "table"} <= used["Widget"]
+    # the one-line forwards are gone: the Logic keeps only what needs the parameter node, Slicer or no engine import
+    assert set(logic) <= {"__init__", "getParameterNode", "core", "requirementsPath", "installPlan", "dependenciesMissing",
+                          "pyTorchUtilsAvailable", "installSteps", "installDependencies", "settingsFromParameterNode",
+                          "process", "prepareRun", "hasResults", "clear"}  # fmt: skip
+    # after a lesion was computed the Widget makes one call, which shows it and returns everything the panel needs
+    select = methods(CLASSES["LesionXAIWidget"])["_select"]
+    apply = next(n for n in ast.walk(select) if isinstance(n, ast.FunctionDef) and n.name == "apply")
+    calls = [ast.unparse(n.func) for n in ast.walk(apply) if isinstance(n, ast.Call) and "logic" in ast.unparse(n.func)]
+    assert calls == ["self.logic.core().finish_lesion", "self.logic.core"], calls
+    assert {f.name for f in dataclasses.fields(controller.LesionPanel)} >= {"statistics_text", "legend_text", "table"}
     imported = set()
     for fn in logic.values():
         for node in ast.walk(fn):
@@ -141,14 +158,14 @@ def test_logic_only_forwards_to_module_logic():
                     if not hasattr(module, alias.name):  # a submodule
                         importlib.import_module(f"{node.module}.{alias.name}")
                     imported.add(alias.name)
-    assert {"ModuleLogic", "settings_from_parameters"} <= imported
+    assert {"ModuleController", "settings_from_parameters"} <= imported
     # the Logic never touches Qt
     assert not [n for n in ast.walk(CLASSES["LesionXAILogic"]) if isinstance(n, ast.Name) and n.id in ("qt", "ctk")]
 
 
 def test_self_test_drives_the_logic_through_the_shared_checks():
     """LesionXAITest calls LesionXAILogic methods that exist and the selftest helpers pytest also runs."""
-    from LesionXAILib.mrml import selftest
+    from LesionXAILib.slicer_app import selftest
 
     logic_methods = set(methods(CLASSES["LesionXAILogic"]))
     tests = {n: f for n, f in methods(CLASSES["LesionXAITest"]).items() if n.startswith("test_")}
@@ -189,7 +206,7 @@ def test_click_handling_uses_the_tested_detector_and_the_crosshair():
 
 
 def test_long_work_runs_on_the_job_runner_polled_by_a_qtimer():
-    """Find lesions and lesion selection go through LesionXAILib.mrml.jobs (tested headless), never on the GUI thread."""
+    """Find lesions and lesion selection go through LesionXAILib.slicer_app.jobs (tested headless), never on the GUI thread."""
     widget = methods(CLASSES["LesionXAIWidget"])
     source = ast.unparse(CLASSES["LesionXAIWidget"])
     assert "JobRunner()" in ast.unparse(widget["setup"]) and "qt.QTimer()" in ast.unparse(widget["setup"])
@@ -197,12 +214,12 @@ def test_long_work_runs_on_the_job_runner_polled_by_a_qtimer():
     assert "self.jobs.poll()" in ast.unparse(widget["onPoll"])
     # the work itself: prepared on the GUI thread, computed by the runner, finished by poll's apply callback
     apply_button = ast.unparse(widget["onApplyButton"])
-    assert "self.jobs.cancel()" in apply_button and "prepareRun" in apply_button and "finishRun" in apply_button
-    assert "plan.compute" in apply_button and "_startJob" in apply_button
+    assert "self.jobs.cancel()" in apply_button and "prepareRun" in apply_button
+    assert "plan.compute" in apply_button and "_startJob" in apply_button and "finish_run" in apply_button
     select = ast.unparse(widget["_select"])
-    assert "prepareLesion" in select and "finishLesion" in select and "self.jobs.busy" in select
-    # nothing computes on the GUI thread any more: no processEvents-driven progress loop, no direct selectLesion
-    assert "processParameterNode" not in source and "self.logic.selectLesion(" not in source
+    assert "prepare_lesion" in select and "finish_lesion" in select and "self.jobs.busy" in select
+    # nothing computes on the GUI thread any more: no processEvents-driven progress loop, no direct selection
+    assert "processParameterNode" not in source and "select_lesion(" not in source and "selectLesion(" not in source
     buttons = ast.unparse(widget["_updateButtons"])
     assert "'Cancel'" in buttons and "'Find lesions'" in buttons
     for name in ("inputsCollapsibleButton", "settingsCollapsibleButton", "lesionTable", "explainButton", "overlayComboBox"):
@@ -224,7 +241,7 @@ def test_refusal_below_the_minimum_slicer_comes_before_anything_else():
 def test_overlay_combo_asks_the_tolerant_logic_and_plots_only_on_request():
     widget = methods(CLASSES["LesionXAIWidget"])
     overlay = ast.unparse(widget["onOverlayChanged"])
-    assert "self.logic.comboOverlay(name)" in overlay and "if overlay is None:\n        return" in overlay
+    assert "self.logic.core().combo_overlay(name)" in overlay and "if overlay is None:\n        return" in overlay
     source = ast.unparse(CLASSES["LesionXAIWidget"])
     assert source.count("ShowChartInLayout") == 1 and "ShowChartInLayout" in ast.unparse(widget["onShowPlot"])
     # slice views created after setup (a new layout) are observed too, before displayable managers see events

@@ -113,7 +113,7 @@ def test_installed_layout_imports_the_bridge_and_finds_the_demo_model(calls, tmp
         shutil.copy(ROOT / rel, dest / rel)
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import LesionXAILib, LesionXAILib.mrml.session, LesionXAILib.mrml.module_logic, LesionXAILib.mrml.selftest;"
+        "import LesionXAILib, LesionXAILib.session.core, LesionXAILib.mrml.writer, LesionXAILib.slicer_app.controller, LesionXAILib.slicer_app.selftest;"
         "from LesionXAILib.resources import default_model_path;"
         "print(LesionXAILib.__file__); print(default_model_path())"
     )
@@ -128,7 +128,7 @@ def test_installed_layout_imports_the_bridge_and_finds_the_demo_model(calls, tmp
 def test_requirements_match_the_project_dependencies_minus_what_slicer_ships():
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
-    from LesionXAILib.mrml.dependencies import BUNDLED_WITH_SLICER, normalize_name, read_requirements
+    from LesionXAILib.install.dependencies import BUNDLED_WITH_SLICER, normalize_name, read_requirements
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     bundled = {normalize_name(b) for b in BUNDLED_WITH_SLICER}

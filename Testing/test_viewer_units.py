@@ -74,11 +74,12 @@ def _event(interactor, name: str, x: int, y: int) -> None:
 
 @pytest.mark.slicer
 def test_click_is_press_and_release_at_the_same_spot(axial_slice_node):
-    from LesionXAILib.viewer.clicks import ClickDetector
+    from LesionXAILib.viewer.clicks import ViewClicks
 
     iren = _interactor()
     clicks = []
-    detector = ClickDetector("Red", iren, lambda: axial_slice_node, clicks.append, tolerance_px=3).attach()
+    now = [0.0]
+    detector = ViewClicks("Red", iren, lambda: axial_slice_node, clicks.append, clock=lambda: now[0]).attach()
     _event(iren, "LeftButtonPressEvent", 120, 40)
     _event(iren, "MouseMoveEvent", 121, 41)  # a jitter within the tolerance is still a click
     _event(iren, "LeftButtonReleaseEvent", 121, 41)
@@ -99,10 +100,42 @@ def test_click_is_press_and_release_at_the_same_spot(axial_slice_node):
     _event(iren, "LeftButtonReleaseEvent", 10, 10)
     assert len(clicks) == 1
 
+    # the shared policy, as in the Slicer module: a long hold is not a click, nor a press with a modifier key
+    _event(iren, "LeftButtonPressEvent", 60, 60)
+    now[0] += 2.0
+    _event(iren, "LeftButtonReleaseEvent", 60, 60)
+    iren.SetEventInformation(60, 60, 0, 1)  # control 0, shift 1
+    iren.InvokeEvent("LeftButtonPressEvent")
+    _event(iren, "LeftButtonReleaseEvent", 60, 60)
+    assert len(clicks) == 1
+    # 4 px (the policy's limit, inclusive) within 0.6 s is a click
+    _event(iren, "LeftButtonPressEvent", 60, 60)
+    now[0] += 0.5
+    _event(iren, "LeftButtonReleaseEvent", 64, 60)
+    assert len(clicks) == 2
+
     detector.detach()
     _event(iren, "LeftButtonPressEvent", 5, 5)
     _event(iren, "LeftButtonReleaseEvent", 5, 5)
-    assert len(clicks) == 1
+    assert len(clicks) == 2
+
+
+def test_both_front_ends_use_the_one_click_policy():
+    """The Slicer module and the browser viewer import the same detector; no front end defines its own thresholds."""
+    from pathlib import Path
+
+    from LesionXAILib.session import clicks as shared
+    from LesionXAILib.viewer import clicks as browser
+
+    assert browser.ClickDetector is shared.ClickDetector and browser.ClickPolicy is shared.ClickPolicy
+    root = Path(__file__).resolve().parents[1]
+    module = (root / "LesionXAI" / "LesionXAI.py").read_text()
+    assert "from LesionXAILib.session.clicks import ClickDetector" in module
+    for path in [root / "LesionXAI" / "LesionXAI.py", *(root / "LesionXAILib").rglob("*.py")]:
+        if path.name == "clicks.py" and path.parent.name == "session":
+            continue
+        text = path.read_text()
+        assert "tolerance_px" not in text and "max_distance_px=" not in text, path
 
 
 # ---------------------------------------------------------------- worker

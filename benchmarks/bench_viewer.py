@@ -123,7 +123,7 @@ def _render_worker(frames: int) -> dict:
     from trame_slicer.core import SlicerApp
     from trame_slicer.views import SliceView, ThreeDView
 
-    from LesionXAILib.mrml.session import SessionSettings
+    from LesionXAILib.session.settings import SessionSettings
     from LesionXAILib.viewer.headless import configure_offscreen, prepare_view
     from LesionXAILib.viewer.inputs import ViewerInputs
     from LesionXAILib.viewer.subject import load_subject_nodes, start_session
@@ -145,10 +145,10 @@ def _render_worker(frames: int) -> dict:
         pairs[kind] = pair
     inputs = ViewerInputs(phantom_seed=7, phantom_fov_mm=(64.0, 64.0, 64.0), phantom_lesions=6)
     nodes = load_subject_nodes(app.scene, inputs)
-    session = start_session(app.scene, nodes, settings=SessionSettings(methods=("smoothgrad",), samples=4))
-    session.segmentation_node.CreateClosedSurfaceRepresentation()  # what a 3D view of the lesions draws
-    if session.instance_ids:
-        session.select_lesion(session.instance_ids[0])
+    writer = start_session(app.scene, nodes, settings=SessionSettings(methods=("smoothgrad",), samples=4))
+    writer.segmentation_node.CreateClosedSurfaceRepresentation()  # what a 3D view of the lesions draws
+    if writer.session.instance_ids:
+        writer.select_lesion(writer.session.instance_ids[0])
     out = {"render_window": None, "ms_per_frame": {}}
     for kind, pair in pairs.items():
         times: dict[int, list] = {msaa: [] for msaa, _ in pair}
@@ -199,7 +199,9 @@ def _bridge_part(n_lesions: int, margins: list[float]) -> dict:
     from LesionXAILib.explain.settings import DEFAULT_ROI_MARGIN_MM
     from LesionXAILib.model_loading import load_model
     from LesionXAILib.mrml import views
-    from LesionXAILib.mrml.session import OVERLAYS, LesionSession, SessionSettings
+    from LesionXAILib.mrml.writer import SceneWriter
+    from LesionXAILib.session.overlays import OVERLAYS
+    from LesionXAILib.session.settings import SessionSettings
     from LesionXAILib.viewer.inputs import ViewerInputs
     from LesionXAILib.viewer.subject import _viewer_display, load_subject_nodes
 
@@ -208,8 +210,8 @@ def _bridge_part(n_lesions: int, margins: list[float]) -> dict:
     nodes = load_subject_nodes(scene, ViewerInputs(phantom_seed=7))
     model = load_model()
     settings = SessionSettings()
-    session = LesionSession(scene, nodes["flair"], nodes["t1"], model, settings, nodes["gt"], display=_viewer_display())
-    result = session.run()
+    writer = SceneWriter.for_nodes(scene, nodes["flair"], nodes["t1"], model, settings, nodes["gt"], display=_viewer_display())
+    result = writer.run()
     ids = sorted(result.instances.ids, key=lambda i: -result.instances.get(i).voxels)
     ids = [ids[int(round(q))] for q in np.linspace(0, len(ids) - 1, min(n_lesions, len(ids)))]  # spread over sizes
     base = settings.analysis_settings()
@@ -230,19 +232,19 @@ def _bridge_part(n_lesions: int, margins: list[float]) -> dict:
         print(f"  lesion {lesion} ({row['voxels']} voxels): {json.dumps({k: v for k, v in row.items() if k not in ('lesion_id', 'voxels')})}", flush=True)
     out: dict = {"lesions": rows, "whole_volume_cam_passes": {"one_shot": len(ids), "staged": shared.activation_passes}}
     # cached re-shows, alternating lesions (each show replaces the previous lesion's maps)
-    results = [session.compute_lesion(i) for i in ids[:2]]
+    results = [writer.session.compute_lesion(i) for i in ids[:2]]
     shows: dict = {"only_shown_overlay": [], "every_overlay_shells_chart": []}
     for k in range(6):
         for mode, times in shows.items():
             shown, other = results[k % len(results)], results[(k + 1) % len(results)]
-            session.show_lesion(other, "smoothgrad_flair")  # every node holds the other lesion: the timed show must rewrite
+            writer.show_lesion(other, "smoothgrad_flair")  # every node holds the other lesion: the timed show must rewrite
             for name in OVERLAYS:
-                session.overlay_node(name)
+                writer.overlay_node(name)
             t = _clock()
-            session.show_lesion(shown, "smoothgrad_flair")
+            writer.show_lesion(shown, "smoothgrad_flair")
             if mode == "every_overlay_shells_chart":  # what show_lesion wrote before: every map and the shells
                 for name in OVERLAYS:
-                    session.overlay_node(name)
+                    writer.overlay_node(name)
             times.append(_since(t))
     out["cached_show_ms"] = {
         mode: {"wall": round(1000 * statistics.median(r["wall_s"] for r in v), 1), "cpu": round(1000 * statistics.median(r["cpu_s"] for r in v), 1)}

@@ -1,9 +1,9 @@
 """One subject of a cohort: segment, analyse every lesion (explanations + context probe), score the
 explanations, write the standard run directory plus the cohort rows, and mark it done.
 
-Everything per lesion comes from the shared engine (``segmentation.segment``,
-``analysis.analyse_lesions``, ``metrics.evaluate_explanation``); this module only chains them and
-writes the results. It runs the same in the calling process and in a Dask worker.
+Everything per lesion comes from the shared engine (``segmentation.segment``, the run-a-subject loop
+``subject_pipeline.analyse_and_write_subject`` that the demo uses too, ``metrics.evaluate_explanation``);
+this module only chains them and writes the cohort's rows. It runs the same in the calling process and in a Dask worker.
 """
 
 from __future__ import annotations
@@ -107,12 +107,13 @@ def _compute(
     progress: Optional[ProgressCallback],
     cancel: Optional[CancelToken],
 ) -> list[dict[str, Any]]:
-    from LesionXAILib.analysis import SubjectAnalysis, analyse_lesions, write_analysis_run
+    from LesionXAILib.analysis import SubjectAnalysis
     from LesionXAILib.explain.targets import instance_target
     from LesionXAILib.image_io import load_pair, read_label_image
     from LesionXAILib.metrics.evaluate import evaluate_explanation
     from LesionXAILib.metrics.randomisation import randomised_model
     from LesionXAILib.segmentation import segment
+    from LesionXAILib.subject_pipeline import analyse_and_write_subject
 
     reporter = as_reporter(progress, cancel)
     reporter(0.0, f"{subject.id}: reading")
@@ -129,10 +130,11 @@ def _compute(
         random_model = randomised_model(model, settings.metrics.randomisation_seed)
     # the randomised network explains every lesion of this subject: share its CAM activations between them
     random_subject = SubjectAnalysis(random_model, result) if random_model is not None else None
-    analyses, rows, metric_docs = [], [], []
+    rows, metric_docs = [], []
     ids = result.instances.ids
     part = reporter.sub(0.2, 0.98)
-    for n, a in enumerate(analyse_lesions(model, result, None, settings.analysis, part.sub(0.0, 1.0), cancel)):
+
+    def score(a: Any) -> None:
         row: dict[str, Any] = {"subject": subject.id, **a.summary()}
         if scoring and a.explanation is not None:
             target = instance_target(result.instances, a.id, settings.analysis.explain.aggregation)
@@ -140,15 +142,11 @@ def _compute(
                                      settings.metrics, random_subject, cancel=cancel)  # fmt: skip
             row.update(m.row())
             metric_docs.append(m.to_dict())
-        if settings.lesion_files:
-            a.write(scratch / f"instance_{a.id}", result.geometry, protected)
-        if a.explanation is not None:
-            # release the full-grid arrays (written, or not wanted) but keep the names: explanations.json lists them
-            a.explanation.maps = dict.fromkeys(a.explanation.maps)
-        analyses.append(a)
         rows.append(row)
-        part((n + 1) / max(len(ids), 1), f"{subject.id}: lesion {a.id} ({n + 1}/{len(ids)})")
-    write_analysis_run(scratch, result, analyses, settings.analysis, protected)
+        part(len(rows) / max(len(ids), 1), f"{subject.id}: lesion {a.id} ({len(rows)}/{len(ids)})")
+
+    analyse_and_write_subject(model, result, scratch, settings.analysis, part.sub(0.0, 1.0), cancel,
+                              on_lesion=score, write_lesion_files=settings.lesion_files, protected=protected)  # fmt: skip
     if scoring:
         write_json(scratch / METRICS_FILE, {"settings": settings.metrics.to_dict(), "instances": metric_docs})
     write_json(scratch / ROWS_FILE, rows)

@@ -8,6 +8,7 @@ from typing import Iterator
 import torch
 
 from LesionXAILib.errors import ParameterError
+from LesionXAILib.eval_mode import eval_mode
 from LesionXAILib.lesion_model import LesionModel
 
 
@@ -23,19 +24,9 @@ def check_model(model: object) -> LesionModel:
 
 @contextmanager
 def explaining(model: LesionModel) -> Iterator[None]:
-    """Put ``model`` in eval mode with autograd enabled for the block; restore its training flag after.
-
-    Eval mode matters beyond convention: batch norm then treats every batch element on its own, which
-    is what lets noise samples share one batch and lesion crops stand in for the whole volume.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            yield
-    finally:
-        if was_training:
-            model.train()
+    """Put ``model`` in eval mode (:func:`LesionXAILib.eval_mode.eval_mode`) with autograd enabled for the block."""
+    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
+        yield
 
 
 def model_dtype(model: LesionModel) -> torch.dtype:

@@ -2,10 +2,12 @@
 
 Needs only ``slicer-core`` (``import slicer`` gives a real vtkMRMLScene, no Qt); desktop Slicer and the
 trame-slicer browser viewer use the same code. Import the submodules you need; importing this package
-imports nothing heavy, so ``dependencies`` and ``clicks`` stay usable before torch/slicer are installed.
+imports nothing heavy. What is computed lives in the scene-free :mod:`LesionXAILib.session`; this package
+only reads input nodes and writes results into a scene.
 
 - ``volumes``: volume nodes <-> k,j,i arrays with full geometry; loading files like the CLI does.
-- ``session``: :class:`LesionSession`: segmentation -> segments, table, then one lesion at a time
-  explanations + context probe as overlays, with a cache (``OVERLAYS`` lists the overlay names).
+- ``scene_inputs``: the input nodes a session reads (checked, read into RunInputs, stamped).
+- ``writer``: :class:`SceneWriter`, a Session's results as scene nodes: segments, table, then one lesion
+  at a time its overlays, context shells and curve chart; ``overlay_nodes`` writes the per-lesion nodes.
 - ``views``: slice views and their composite nodes (background / foreground / label layers).
 """

@@ -8,21 +8,13 @@ import numpy as np
 
 from LesionXAILib.errors import InputImageError
 from LesionXAILib.geometry import Geometry
-from LesionXAILib.instances import STATUS_PREDICTED, Instance, InstanceSet
+from LesionXAILib.instances import InstanceSet
 from LesionXAILib.mrml.volumes import array_from_volume_node, node_label, volume_node_from_array
+from LesionXAILib.session.results import lesion_name
 
 LESION_TAG = "LesionXAI.lesion_id"
 # vtkSegmentation extent mode: the exported label map covers the segments (then resampled onto the FLAIR grid)
 EXTENT_UNION_OF_SEGMENTS = 1
-
-
-def lesion_name(row: Instance) -> str:
-    """Return the display name of an instance, e.g. 'Lesion 7 · TP · 42 mm³' (status omitted without ground truth)."""
-    parts = [f"Lesion {row.id}"]
-    if row.status != STATUS_PREDICTED:
-        parts.append(row.status)
-    parts.append(f"{row.volume_mm3:.0f} mm³" if row.volume_mm3 >= 10 else f"{row.volume_mm3:.1f} mm³")
-    return " · ".join(parts)
 
 
 def fill_segmentation(segmentation_node: Any, labels_node: Any, instances: InstanceSet) -> dict[int, str]:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from LesionXAILib.errors import InstanceError, ParameterError
+from LesionXAILib.eval_mode import eval_mode
 from LesionXAILib.geometry import Geometry
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.probes.curve import ContextCurve, context_needed
@@ -221,9 +222,7 @@ def context_probe(
     radii: list[Optional[float]] = list(settings.radii_mm) + [None]  # None = full context
     batch_size = _auto_batch(settings, box.shape, len(radii))
     points: list[ProbePoint] = []
-    was_training = model.training
-    model.eval()  # batch norm must not mix radii through batch statistics
-    try:
+    with eval_mode(model):  # batch norm must not mix radii through batch statistics
         for first in range(0, len(radii), batch_size):
             reporter.check()
             chunk = radii[first : first + batch_size]
@@ -238,8 +237,6 @@ def context_probe(
             done = first + len(chunk)
             last = "full context" if chunk[-1] is None else f"r = {chunk[-1]:g} mm"
             reporter(done / len(radii), f"{last} ({done}/{len(radii)})")
-    finally:
-        model.train(was_training)
 
     per_radius, full = points[:-1], points[-1]
     detected = np.array([p.detected for p in per_radius], dtype=bool)

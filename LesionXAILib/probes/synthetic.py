@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from LesionXAILib.errors import ParameterError
+from LesionXAILib.eval_mode import eval_mode
 from LesionXAILib.image_io import InputPair
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.probes.context import (
@@ -377,9 +378,7 @@ def synthetic_lesion_probe(
     per_position = len(settings.volumes_mm3) * len(settings.flair_contrasts)
     total = per_position * len(positions)
     trials: list[SyntheticTrial] = []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for p_index, ijk in enumerate(positions):
             inserted: list[_Inserted] = []
             for contrast in settings.flair_contrasts:
@@ -438,8 +437,6 @@ def synthetic_lesion_probe(
                             instance_id=item.trial.index,
                         )  # fmt: skip
             reporter((p_index + 1) * per_position / total, f"position {p_index + 1}/{len(positions)}")
-    finally:
-        model.train(was_training)
     return SyntheticResult(
         trials=trials, settings=settings, threshold=threshold, positions_ijk=positions, wm_source=wm_source,
         seconds=time.perf_counter() - start, wm=np.asarray(wm),

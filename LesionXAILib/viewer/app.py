@@ -1,15 +1,19 @@
-"""The browser viewer application: trame-slicer slice views over one MRML scene, driven by a LesionSession.
+"""The browser viewer application: trame-slicer slice views over one MRML scene, driven by a Session.
 
-Everything the user sees about a lesion comes from the MRML bridge
-(:class:`LesionXAILib.mrml.session.LesionSession`): which lesion is under a click (``lesion_at``), its
-explanation and context probe (``compute_lesion``, on a worker thread), the overlays, composite nodes
-and slice jumps (``show_lesion`` / ``set_overlay``, on the event loop), opacity, 3D surfaces,
-statistics, table rows and legends. This class connects browser events to those calls and mirrors the
-results into trame state.
+It drives the same scene-free :class:`LesionXAILib.session.core.Session` as the Slicer module: which
+lesion is under a click (``lesion_at``), its explanation and context probe (``compute_lesion``, on a
+worker thread), statistics and table rows. The same :class:`LesionXAILib.mrml.writer.SceneWriter` puts
+the results into the scene on the event loop: overlays, composite nodes and slice jumps
+(``show_lesion`` / ``set_overlay``), opacity, 3D surfaces and legends. This class connects browser
+events to those calls and mirrors the results into trame state.
 
-A fresh lesion arrives in stages (the bridge's progressive ``compute_lesion``): the explainer of the
+A fresh lesion arrives in stages (the session's progressive ``compute_lesion``): the explainer of the
 chosen overlay first, shown at once, then the other explainers and the context probe, which complete
 the panel and the curve.
+
+Over 400 lines on purpose: one class follows one event flow (browser event -> session -> worker ->
+event loop -> writer -> trame state) whose callbacks share the viewer's state; the parts that stand
+alone live beside it (``clicks``, ``requests``, ``security``, ``panel``, ``layout``, ``telemetry``).
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from LesionXAILib.errors import LesionXAIError
-from LesionXAILib.viewer.clicks import Click, ClickDetector
+from LesionXAILib.viewer.clicks import Click, ViewClicks
 from LesionXAILib.viewer.headless import configure_offscreen, prepare_view, render_window_class
 from LesionXAILib.viewer.requests import LesionRequest, LesionWorker
 from LesionXAILib.viewer.security import StateGuard, check_opacity, new_secret, sort_checker
+from LesionXAILib.viewer.telemetry import Timings, memory_mb, slice_views_snapshot
 
 log = logging.getLogger("LesionXAILib.viewer")
 
@@ -35,19 +39,6 @@ DEFAULT_OVERLAY = "smoothgrad_flair"
 DEFAULT_OPACITY = 0.7  # as the bridge's default foreground opacity
 LAYOUT_ID = "lesionxai"
 _SERVER_NAMES = itertools.count(1)
-
-
-@dataclass
-class Timings:
-    """Latencies of the last interaction, in seconds (None until measured); wall-clock stamps for the browser."""
-
-    click_to_selection_s: Optional[float] = None  # click event -> lesion known and requested
-    click_to_shown_s: Optional[float] = None  # click event -> show_lesion done (render scheduled), first stage
-    click_to_complete_s: Optional[float] = None  # click event -> the whole analysis shown (curve, statistics)
-    compute_s: Optional[float] = None  # worker time of the last fresh computation
-    shown_wall_time: Optional[float] = None  # time.time() when the last show_lesion finished
-    from_cache: Optional[bool] = None
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LesionViewer:
@@ -84,10 +75,11 @@ class LesionViewer:
             # the browser reports each view's size only once it connects: fit the anatomy to the real size
             view.interactor().AddObserver("WindowResizeEvent", self._on_view_resized, -1.0)  # after trame-slicer resizes the slice node
         self.detectors = [
-            ClickDetector(view.get_singleton_tag(), view.interactor(), view.get_view_node, self.on_click).attach()
+            ViewClicks(view.get_singleton_tag(), view.interactor(), view.get_view_node, self.on_click).attach()
             for view in self.slice_views()
         ]
-        self.session: Any = None
+        self.session: Any = None  # LesionXAILib.session.core.Session: every lesion question
+        self.writer: Any = None  # LesionXAILib.mrml.writer.SceneWriter: puts the session's answers into the scene
         self.worker: Optional[LesionWorker] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.timings = Timings()
@@ -151,11 +143,12 @@ class LesionViewer:
         self.state.change("lx_overlay")(self._overlay_changed)
         self.state.change("lx_opacity")(self._opacity_changed)
 
-    def attach_session(self, session: Any, summary: str = "") -> None:
-        """Use ``session`` (already run) for every lesion question; fill the table and fit the views."""
+    def attach_session(self, writer: Any, summary: str = "") -> None:
+        """Use ``writer`` (already run) and its session for every lesion question; fill the table and fit the views."""
         from LesionXAILib.viewer.panel import overlay_items
 
-        self.session = session
+        self.writer = writer
+        self.session = session = writer.session
         self.worker = LesionWorker(
             self._compute,
             self._post,
@@ -170,7 +163,7 @@ class LesionViewer:
         overlay = self.state.lx_overlay if self.state.lx_overlay in names else session.default_overlay()
         self._overlay_choice = overlay
         self._good["lx_overlay"] = overlay
-        session.set_overlay_opacity(float(self._good["lx_opacity"]))
+        writer.set_overlay_opacity(float(self._good["lx_opacity"]))
         with self.state:
             self.state.lx_overlay_items = overlay_items(names)
             self.state.lx_overlay = overlay
@@ -185,7 +178,7 @@ class LesionViewer:
     def _show_lesions_in_3d(self) -> None:
         """Make the lesion segments visible in the 3D view (closed surfaces, built by the bridge)."""
         t = time.perf_counter()
-        self.session.show_in_3d()
+        self.writer.show_in_3d()
         log.info("lesion surfaces for the 3D view in %.2f s", time.perf_counter() - t)
 
     # --------------------------------------------------------------- lifecycle
@@ -238,7 +231,7 @@ class LesionViewer:
 
     def _on_view_resized(self, *_: Any) -> None:
         """Fit every slice view to the anatomy after a resize, until a lesion is selected (then keep the jump)."""
-        if self.session is not None and self.session.selected_id is None and self.pending_id is None:
+        if self.session is not None and self.writer.selected_id is None and self.pending_id is None:
             for view in self.slice_views():
                 view.fit_view_to_content()
 
@@ -421,10 +414,10 @@ class LesionViewer:
                 self.state.lx_busy = False
                 self.state.lx_progress_message = ""
                 if self.pending_id == request.lesion_id:
-                    self.pending_id = self.session.selected_id
+                    self.pending_id = self.writer.selected_id
                     self.state.lx_message = f"Lesion {request.lesion_id}: cancelled."
-                    if self.session.selected_id is not None:
-                        self._show_header(self.session.lesion_statistics(self.session.selected_id))
+                    if self.writer.selected_id is not None:
+                        self._show_header(self.session.lesion_statistics(self.writer.selected_id))
 
     # ------------------------------------------------------------- display
 
@@ -434,7 +427,7 @@ class LesionViewer:
         complete = bool(getattr(result, "complete", True))
         with self.state:
             t_bridge = time.perf_counter()
-            self.session.show_lesion(result, overlay=overlay)
+            self.writer.show_lesion(result, overlay=overlay)
             bridge_s = time.perf_counter() - t_bridge
             stats = self.session.lesion_statistics(result.lesion_id)
             self._show_header(stats)
@@ -452,48 +445,23 @@ class LesionViewer:
                 self.state.lx_message = (
                     f"Lesion {result.lesion_id}: maps so far shown after {compute_s:.1f} s; computing the rest…"
                 )
-        now = time.perf_counter()
-        self.timings.shown_wall_time = time.time()
-        self.timings.from_cache = bool(result.from_cache)
-        self.timings.compute_s = compute_s if not result.from_cache else self.timings.compute_s
-        first_stage = not self.timings.history or self.timings.history[-1].get("serial") != self._show_serial(result, t0)
-        if t0 is not None:
-            if first_stage:
-                self.timings.click_to_shown_s = now - t0
-            self.timings.click_to_complete_s = now - t0 if complete else None
-        self.timings.history.append(
-            {
-                "lesion_id": int(result.lesion_id),
-                "serial": self._show_serial(result, t0),
-                "complete": complete,
-                "overlay_shown": self.session.selected_id == result.lesion_id and result.has_overlay(overlay),
-                "from_cache": bool(result.from_cache),
-                "show_lesion_s": bridge_s,  # the bridge writing overlays/shells/chart and setting the slice layers
-                "panel_s": now - t_bridge - bridge_s,  # this viewer: statistics, curve SVG, table, legend, state push
-                "click_to_shown_s": None if t0 is None else now - t0,
-                "compute_s": compute_s,
-                "shown_wall_time": self.timings.shown_wall_time,
-            }
+        self.timings.record_show(
+            result, t0, compute_s, t_bridge, bridge_s, self.writer.selected_id == result.lesion_id and result.has_overlay(overlay)
         )
-        del self.timings.history[:-50]
         log.info(
             "selected lesion %d (%s) in %.3f s",
             result.lesion_id, "cached" if result.from_cache else "computed", self.timings.click_to_shown_s or 0.0,
         )  # fmt: skip
 
-    @staticmethod
-    def _show_serial(result: Any, t0: Optional[float]) -> str:
-        """Return an id of one selection (lesion + click time): the stages of one click share it."""
-        return f"{int(result.lesion_id)}@{t0!r}"
-
     def _show_header(self, stats: dict) -> None:
-        from LesionXAILib.viewer.panel import STATUS_COLOURS, statistics_items
+        from LesionXAILib.viewer.panel import statistics_items
+        from LesionXAILib.vocabulary import status_colour
 
         lesion_id = int(stats["id"])
         status = str(stats.get("status") or "")
         self.state.lx_title = f"Lesion {lesion_id}"
         self.state.lx_status = status
-        self.state.lx_status_color = STATUS_COLOURS.get(status, "grey")
+        self.state.lx_status_color = status_colour(status, "grey")
         self.state.lx_selected_id = lesion_id
         self.state.lx_stats = statistics_items(stats, self._max_radius())
 
@@ -520,7 +488,7 @@ class LesionViewer:
 
         overlay = self._good["lx_overlay"]
         try:
-            legend = self.session.legend(overlay)
+            legend = self.writer.legend(overlay)
         except Exception as exc:  # no legend before a lesion is shown, for some overlays
             log.debug("no legend for %s yet: %s", overlay, exc)
             return
@@ -540,9 +508,9 @@ class LesionViewer:
             self._revert("lx_overlay", f"Overlay not available: {exc}")
             return
         error = ""
-        if self.session.selected_id is not None:
+        if self.writer.selected_id is not None:
             try:
-                self.session.set_overlay(lx_overlay)
+                self.writer.set_overlay(lx_overlay)
                 self._apply_opacity()
             except LesionXAIError as exc:  # e.g. a map this lesion's explainers did not produce
                 self._revert("lx_overlay", f"Overlay not available: {exc}")
@@ -572,7 +540,7 @@ class LesionViewer:
         """Apply the opacity slider to the overlay layer through the bridge (which keeps it across selections)."""
         if self.session is None:
             return
-        self.session.set_overlay_opacity(float(self._good["lx_opacity"]))
+        self.writer.set_overlay_opacity(float(self._good["lx_opacity"]))
         for view in self.slice_views():  # a composite-node opacity change alone does not ask trame-slicer for a frame
             view.schedule_render()
 
@@ -580,21 +548,11 @@ class LesionViewer:
 
     def snapshot(self) -> dict[str, Any]:
         """Return the viewer's state as JSON-able data (the /lesionxai/state endpoint; tests and benchmark read it)."""
-        views = {}
-        for view in self.slice_views():
-            node = view.get_view_node()
-            m = node.GetXYToRAS()
-            views[view.get_singleton_tag()] = {
-                "orientation": view.get_orientation(),
-                "size": list(view.render_window().GetSize()),
-                "xy_to_ras": [[m.GetElement(r, c) for c in range(4)] for r in range(4)],
-                "slice_offset": view.get_slice_value(),
-            }
         session = self.session
         return {
             "ready": self.ready.is_set() and session is not None,
             "url": self.url,
-            "selected_id": None if session is None else session.selected_id,
+            "selected_id": None if session is None else self.writer.selected_id,
             "pending_id": self.pending_id,
             "busy": bool(self.worker is not None and self.worker.busy),
             "progress": self.state.lx_progress,
@@ -609,19 +567,11 @@ class LesionViewer:
             "precompute_left": 0 if self.worker is None else self.worker.background_left,
             "last_click": self.last_click,
             "lesion_ids": [] if session is None else [int(i) for i in session.instance_ids],
-            "timings": {
-                "click_to_selection_s": self.timings.click_to_selection_s,
-                "click_to_shown_s": self.timings.click_to_shown_s,
-                "click_to_complete_s": self.timings.click_to_complete_s,
-                "compute_s": self.timings.compute_s,
-                "shown_wall_time": self.timings.shown_wall_time,
-                "from_cache": self.timings.from_cache,
-                "history": list(self.timings.history),
-            },
-            "views": views,
+            "timings": self.timings.as_dict(),
+            "views": slice_views_snapshot(self.slice_views()),
             "render_window": render_window_class(self.slice_views()[0]) if self.slice_views() else None,
-            "rss_mb": _memory_mb("VmRSS"),
-            "peak_rss_mb": _memory_mb("VmHWM"),
+            "rss_mb": memory_mb("VmRSS"),
+            "peak_rss_mb": memory_mb("VmHWM"),
             "pid": os.getpid(),
         }
 
@@ -647,15 +597,3 @@ def _one_line(exc: BaseException) -> str:
     else:
         text = f"internal error ({type(exc).__name__}); details are in the server's log"
     return " ".join(text.split())[:300]
-
-
-def _memory_mb(key: str) -> Optional[float]:
-    """Return a /proc/self/status memory figure (VmRSS: resident now, VmHWM: peak) in MiB, or None off Linux."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        return None
-    return None

@@ -1,20 +1,23 @@
-"""Clicks on slice views: press and release at the same spot (not a window/level drag) -> a RAS point.
+"""Clicks on the browser viewer's slice views -> a RAS point, decided by the shared click policy.
 
 trame-slicer forwards the browser's mouse events to each view's VTK interactor, so observers on
 ``view.interactor()`` see them with display coordinates in pixels (origin at the bottom left, as VTK
-counts). A slice node's XY-to-RAS matrix turns such a position into patient coordinates.
+counts). Whether a press/release is a click is :class:`LesionXAILib.session.clicks.ClickDetector`'s
+decision (the same rule as the Slicer module); a slice node's XY-to-RAS matrix turns the position into
+patient coordinates.
 """
 
 from __future__ import annotations
 
-import math
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
+
+from LesionXAILib.session.clicks import ClickDetector, ClickPolicy
 
 # observers run before the slice view's own interactor style (which adjusts window/level on a drag); they never
 # abort the event, so dragging keeps working
 OBSERVER_PRIORITY = 10.0
-DEFAULT_TOLERANCE_PX = 3.0
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,10 @@ def ras_to_display(slice_node: Any, ras: tuple[float, float, float]) -> tuple[fl
     return (float(p[0]), float(p[1]), float(p[2]))
 
 
-class ClickDetector:
-    """Calls ``on_click(Click)`` when the left button goes down and up at (nearly) the same spot of one view.
+class ViewClicks:
+    """Feeds one view's interactor events to the shared :class:`ClickDetector`; calls ``on_click(Click)`` on a click.
 
-    A press followed by a drag further than ``tolerance_px`` from the press position is a window/level
-    (or other) drag and is not reported, even if the pointer comes back before the release.
+    ``clock`` (seconds, default ``time.monotonic``) stamps press and release; tests pass their own.
     """
 
     def __init__(
@@ -56,18 +58,18 @@ class ClickDetector:
         interactor: Any,
         slice_node: Callable[[], Any],
         on_click: Callable[[Click], None],
-        tolerance_px: float = DEFAULT_TOLERANCE_PX,
+        policy: ClickPolicy = ClickPolicy(),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.interactor = interactor
         self._slice_node = slice_node
         self._on_click = on_click
-        self.tolerance_px = float(tolerance_px)
-        self._press: Optional[tuple[int, int]] = None
-        self._dragged = False
+        self._clock = clock
+        self.detector = ClickDetector(policy)
         self._tags: list[int] = []
 
-    def attach(self) -> "ClickDetector":
+    def attach(self) -> "ViewClicks":
         """Start observing the interactor; return self."""
         from vtkmodules.vtkCommonCore import vtkCommand
 
@@ -85,26 +87,16 @@ class ClickDetector:
         for tag in self._tags:
             self.interactor.RemoveObserver(tag)
         self._tags = []
-
-    def _far(self, pos: tuple[int, int]) -> bool:
-        assert self._press is not None
-        return math.hypot(pos[0] - self._press[0], pos[1] - self._press[1]) > self.tolerance_px
+        self.detector.cancel()
 
     def _pressed(self, obj: Any, _event: str) -> None:
-        self._press = tuple(obj.GetEventPosition())
-        self._dragged = False
+        modified = obj.GetShiftKey() or obj.GetControlKey() or obj.GetAltKey()
+        self.detector.press(obj.GetEventPosition(), self._clock(), bool(modified))
 
     def _moved(self, obj: Any, _event: str) -> None:
-        if self._press is not None and not self._dragged and self._far(tuple(obj.GetEventPosition())):
-            self._dragged = True
+        self.detector.move(obj.GetEventPosition())
 
     def _released(self, obj: Any, _event: str) -> None:
-        if self._press is None:
-            return
-        pos = tuple(obj.GetEventPosition())
-        is_click = not self._dragged and not self._far(pos)
-        self._press = None
-        self._dragged = False
-        if is_click:
-            x, y = pos
+        x, y = obj.GetEventPosition()
+        if self.detector.release((x, y), self._clock()):
             self._on_click(Click(self.name, float(x), float(y), display_to_ras(self._slice_node(), x, y)))

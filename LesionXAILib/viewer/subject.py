@@ -1,4 +1,4 @@
-"""Putting the subject into the viewer's scene and running the bridge's segmentation session on it."""
+"""Putting the subject into the viewer's scene and running a Session on it, shown by a SceneWriter."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ log = logging.getLogger("LesionXAILib.viewer")
 
 
 def _viewer_display() -> Any:
-    from LesionXAILib.mrml.session import DisplaySettings
+    from LesionXAILib.mrml.writer import DisplaySettings
 
     return DisplaySettings(view_legends=False, segmentation_in_slices=False)
 
@@ -52,23 +52,24 @@ def start_session(
     progress: Optional[ProgressCallback] = None,
     display: Any = None,
 ) -> Any:
-    """Return a LesionSession on the subject's nodes after running its segmentation (instances, table, segments).
+    """Return the SceneWriter of a new Session on the subject's nodes after its segmentation (instances, table, segments).
 
     Display: no colour legends inside the views (the panel draws the colour bar from ``legend()``) and the
     lesions drawn once in the slice views, by the label layer (the segmentation node is kept for 3D).
     """
-    from LesionXAILib.mrml.session import LesionSession, SessionSettings
+    from LesionXAILib.mrml.writer import SceneWriter
+    from LesionXAILib.session.settings import SessionSettings
 
-    session = LesionSession(
+    writer = SceneWriter.for_nodes(
         scene, nodes["flair"], nodes["t1"], model=model, settings=settings or SessionSettings(), ground_truth_node=nodes["gt"],
         display=_viewer_display() if display is None else display,
     )  # fmt: skip
-    session.run(progress=progress)
-    return session
+    writer.run(progress=progress)
+    return writer
 
 
 def summary_text(session: Any) -> str:
-    """Return e.g. '12 lesions · TP 9 · FP 2 · FN 1' from the session's table rows."""
+    """Return e.g. '12 lesions · TP 9 · FP 2 · FN 1' from a Session's table rows."""
     rows = session.table_rows()
     counts: dict[str, int] = {}
     for row in rows:

@@ -159,11 +159,11 @@ def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:
     """Run the demo described by ``args`` (see :func:`add_arguments`); return the result with stage times."""
     from tqdm import tqdm
 
-    from LesionXAILib.analysis import analyse_lesions, write_analysis_run
     from LesionXAILib.phantom import generate_phantom
     from LesionXAILib.progress import as_reporter
     from LesionXAILib.report import ReportSettings, build_report
     from LesionXAILib.segmentation import segment
+    from LesionXAILib.subject_pipeline import analyse_and_write_subject
 
     quiet = bool(getattr(args, "quiet", False))
     phantom_settings = phantom_settings_from_args(args)
@@ -197,7 +197,6 @@ def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:
         close()
     result.write(out)
 
-    stages.start("explain + probe")
     n = len(result.instances.ids)
     bar = tqdm(total=n, desc="explain + probe", unit="lesion", disable=quiet, leave=False, dynamic_ncols=True)
 
@@ -208,20 +207,10 @@ def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:
         if message:
             bar.set_postfix_str(message, refresh=False)
 
-    analyses = []
     try:
-        for a in analyse_lesions(model, result, None, analysis, step, cancel):
-            stages.start("write maps")
-            a.write(out / f"instance_{a.id}", result.geometry)
-            if a.explanation is not None:
-                # keep the map names (explanations.json lists them) but release the full-grid arrays
-                a.explanation.maps = {k: _RELEASED for k in a.explanation.maps}
-            analyses.append(a)
-            stages.start("explain + probe")
+        analyses = analyse_and_write_subject(model, result, out, analysis, step, cancel, on_stage=stages.start)
     finally:
         bar.close()
-    stages.start("write maps")
-    write_analysis_run(out, result, analyses, analysis)
 
     stages.start("report")
     marker["status"] = "reporting"
@@ -238,16 +227,6 @@ def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:
                   cpu_seconds={k: round(v, 2) for k, v in stages.cpu.items()}, summary=summary)  # fmt: skip
     _write_marker(out, marker)
     return DemoResult(out, report.html, dict(stages.wall), summary, dict(stages.cpu))
-
-
-class _Released:
-    """Stand-in for a map array that was written to disk and dropped from memory."""
-
-    def __repr__(self) -> str:
-        return "<released>"
-
-
-_RELEASED = _Released()
 
 
 def _describe_phantom(settings) -> str:

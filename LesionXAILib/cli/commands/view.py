@@ -74,7 +74,7 @@ def check_port(host: str, port: int) -> None:
 
 def session_settings_from_args(args: argparse.Namespace):
     """Return the bridge's SessionSettings from the analysis options."""
-    from LesionXAILib.mrml.session import SessionSettings
+    from LesionXAILib.session.settings import SessionSettings
     from LesionXAILib.cli.common import parse_methods
 
     if args.samples < 1:
@@ -124,11 +124,11 @@ def run(args: argparse.Namespace) -> int:
         close()
     callback, close = progress_for(args, "segment")
     try:
-        session = start_session(viewer.scene, nodes, model=model, settings=settings, progress=callback)
+        writer = start_session(viewer.scene, nodes, model=model, settings=settings, progress=callback)
     finally:
         close()
-    summary = summary_text(session)
-    viewer.attach_session(session, summary)
+    summary = summary_text(writer.session)
+    viewer.attach_session(writer, summary)
     viewer.precompute_on_ready(args.precompute)
     log.info("%s: %s; ready in %.1f s, starting the server", inputs.describe(), summary, time.perf_counter() - t_start)
     serve(viewer, host=args.host, port=args.port)

@@ -1,7 +1,8 @@
 """End-to-end checks of the MRML bridge shared by pytest (slicer-core) and the module's self-test in Slicer.
 
 ``LesionXAI.py``'s ``LesionXAITest`` and ``Testing/test_mrml_phantom.py`` build the same phantom case,
-drive the same Logic (``ModuleLogic``) and call these checks, so a pass headless is the same claim as a
+drive the same Logic (``slicer_app.controller.ModuleController``) and call these checks on its
+:class:`~LesionXAILib.mrml.writer.SceneWriter` (scene nodes) and the writer's ``session`` (results), so a pass headless is the same claim as a
 pass inside desktop Slicer. Checks raise AssertionError with a message (they do not use ``assert``,
 which ``python -O`` would drop). Expected values are computed independently of the bridge: lesion
 centroids from the ground truth with scipy, RAS through the volume node's own IJK-to-RAS matrix.
@@ -15,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from LesionXAILib.geometry import Geometry
-from LesionXAILib.mrml.session import SessionSettings
+from LesionXAILib.session.settings import SessionSettings
 
 SELFTEST_SEED = 7  # evaluation seeds are < 10000 (training uses >= 10000)
 SELFTEST_FOV_MM = (64.0, 64.0, 64.0)
@@ -113,29 +114,29 @@ def check_inputs_unchanged(case: PhantomCase, before: dict) -> None:
         require(after[role] == value, f"input node '{role}' was modified")
 
 
-def check_run(session: Any, case: PhantomCase) -> None:
+def check_run(writer: Any, case: PhantomCase) -> None:
     """Require segments = instances, outputs on the FLAIR grid, table rows = instances, outputs in one folder."""
     from LesionXAILib.mrml.hierarchy import folder_children
     from LesionXAILib.mrml.segments import lesion_of_segment
     from LesionXAILib.mrml.tables import table_as_rows
 
-    instances = session.result.instances
+    instances = writer.session.result.instances
     ids = list(instances.ids)
     require(len(ids) > 0, "no lesion instances at all")
-    segmentation = session.segmentation_node.GetSegmentation()
+    segmentation = writer.segmentation_node.GetSegmentation()
     require(segmentation.GetNumberOfSegments() == len(ids), f"{segmentation.GetNumberOfSegments()} segments for {len(ids)} instances")
-    seg_ids = sorted(lesion_of_segment(session.segmentation_node, segmentation.GetNthSegmentID(n)) for n in range(len(ids)))
+    seg_ids = sorted(lesion_of_segment(writer.segmentation_node, segmentation.GetNthSegmentID(n)) for n in range(len(ids)))
     require(seg_ids == sorted(ids), f"segments carry lesion ids {seg_ids}, instances are {ids}")
     for n in range(segmentation.GetNumberOfSegments()):
         name = segmentation.GetNthSegment(n).GetName()
         require(name.startswith("Lesion ") and name.endswith("mm³"), f"segment name '{name}'")
-    check_same_grid(session.labels_node, case.flair, "lesion label map")
-    check_same_grid(session.probability_node, case.flair, "probability map")
-    rows = table_as_rows(session.table_node)
+    check_same_grid(writer.labels_node, case.flair, "lesion label map")
+    check_same_grid(writer.probability_node, case.flair, "probability map")
+    rows = table_as_rows(writer.table_node)
     require([r["id"] for r in rows] == ids, f"table ids {[r['id'] for r in rows]} != instances {ids}")
     require([r["status"] for r in rows] == [i.status for i in instances.instances], "table statuses differ from the instances")
-    children = {n.GetID() for n in folder_children(case.scene, session.folder_item)}
-    for node in (session.segmentation_node, session.labels_node, session.probability_node, session.table_node):
+    children = {n.GetID() for n in folder_children(case.scene, writer.folder_item)}
+    for node in (writer.segmentation_node, writer.labels_node, writer.probability_node, writer.table_node):
         require(node.GetID() in children, f"'{node.GetName()}' is not in the LesionXAI folder")
 
 
@@ -154,13 +155,13 @@ def ground_truth_lesions(case: PhantomCase) -> list[tuple[np.ndarray, tuple[floa
     return out
 
 
-def check_lesion_at(session: Any, case: PhantomCase, min_checked: int = 2) -> dict:
+def check_lesion_at(writer: Any, case: PhantomCase, min_checked: int = 2) -> dict:
     """Require lesion_at(centroid of each ground-truth lesion) to name the instance covering it; background -> None.
 
     A lesion whose centroid voxel lies outside every instance (a crescent, or a partial detection)
     cannot be clicked at its centroid and is counted as skipped. Returns the counts.
     """
-    labels = session.result.instances.labels
+    labels = writer.session.result.instances.labels
     checked = skipped = missed = 0
     matrix_inv = np.linalg.inv(node_ijk_to_ras(case.flair))
     for mask, ras in ground_truth_lesions(case):
@@ -170,56 +171,56 @@ def check_lesion_at(session: Any, case: PhantomCase, min_checked: int = 2) -> di
         if not mask[k, j, i] or covering == 0:
             skipped += 1
             continue
-        found = session.lesion_at(ras)
+        found = writer.session.lesion_at(ras)
         require(found == covering and found in overlapping,
                 f"lesion_at{tuple(round(v, 1) for v in ras)} gave {found}, expected instance {covering}")  # fmt: skip
-        status = session.result.instances.get(found).status
+        status = writer.session.result.instances.get(found).status
         missed += status == "FN"
         checked += 1
     require(checked >= min_checked, f"only {checked} ground-truth lesion centroids could be checked")
     background = np.argwhere((labels == 0) & ~case.lesions)
     k, j, i = background[len(background) // 2]
     ras = node_ijk_to_ras(case.flair) @ np.array([i, j, k, 1.0])
-    require(session.lesion_at(ras[:3]) is None, "lesion_at on background did not return None")
+    require(writer.session.lesion_at(ras[:3]) is None, "lesion_at on background did not return None")
     far = node_ijk_to_ras(case.flair) @ np.array([-50.0, -50.0, -50.0, 1.0])
-    require(session.lesion_at(far[:3]) is None, "lesion_at outside the image did not return None")
+    require(writer.session.lesion_at(far[:3]) is None, "lesion_at outside the image did not return None")
     return {"checked": checked, "skipped": skipped, "fn_checked": missed}
 
 
-def detected_lesion(session: Any) -> int:
+def detected_lesion(writer: Any) -> int:
     """Return the largest predicted (TP or predicted) instance id: the one the self-test selects."""
-    rows = [r for r in session.result.instances.instances if r.status != "FN"]
+    rows = [r for r in writer.session.result.instances.instances if r.status != "FN"]
     require(rows, "the model detected no lesion")
     return max(rows, key=lambda r: r.voxels).id
 
 
-def check_selection(session: Any, case: PhantomCase, first: Any, second: Any, hits_before: int, overlay: Optional[str] = None) -> None:
+def check_selection(writer: Any, case: PhantomCase, first: Any, second: Any, hits_before: int, overlay: Optional[str] = None) -> None:
     """Require composite layers set, overlays on the FLAIR grid, a chart of the curve, and the second selection cached."""
     from LesionXAILib.mrml.views import composite_nodes
 
-    overlay = overlay or session.default_overlay()
+    overlay = overlay or writer.session.default_overlay()
     require(not first.from_cache, "the first selection came from the cache")
     require(second.from_cache and second.analysis is first.analysis, "the second selection was recomputed")
-    require(session.cache.hits == hits_before + 1, "the second selection did not hit the cache")
+    require(writer.session.cache.hits == hits_before + 1, "the second selection did not hit the cache")
     composites = composite_nodes(case.scene)
     require(composites, "the scene has no slice composite nodes")
-    fg = session.overlay_node(overlay)
+    fg = writer.overlay_node(overlay)
     for c in composites:
         require(c.GetBackgroundVolumeID() == case.flair.GetID(), "background is not the FLAIR")
         require(c.GetForegroundVolumeID() == fg.GetID(), f"foreground is not the {overlay} overlay")
-        require(c.GetLabelVolumeID() == session.labels_node.GetID(), "label layer is not the lesions")
-    for name in session.available_overlays():
-        check_same_grid(session.overlay_node(name), case.flair, f"overlay {name}")
-    chart = session.chart_node
+        require(c.GetLabelVolumeID() == writer.labels_node.GetID(), "label layer is not the lesions")
+    for name in writer.session.available_overlays():
+        check_same_grid(writer.overlay_node(name), case.flair, f"overlay {name}")
+    chart = writer.chart_node
     require(chart is not None and chart.GetNumberOfPlotSeriesNodes() >= 1, "no context-curve chart series")
     for n in range(chart.GetNumberOfPlotSeriesNodes()):
-        require(chart.GetNthPlotSeriesNode(n).GetTableNodeID() == session.curve_table_node.GetID(), "chart series without the curve table")
-    require(session.curve_table_node.GetTable().GetNumberOfRows() == len(first.curve.radii_mm), "curve table rows != radii")
+        require(chart.GetNthPlotSeriesNode(n).GetTableNodeID() == writer.curve_table_node.GetID(), "chart series without the curve table")
+    require(writer.curve_table_node.GetTable().GetNumberOfRows() == len(first.curve.radii_mm), "curve table rows != radii")
 
 
-def click_point(session: Any, lesion_id: int) -> tuple[float, float, float]:
+def click_point(writer: Any, lesion_id: int) -> tuple[float, float, float]:
     """Return the RAS centre of the lesion's voxel nearest to its centroid (a point a user could click)."""
-    instances = session.result.instances
+    instances = writer.session.result.instances
     row = instances.get(lesion_id)
     voxels = np.argwhere(instances.labels == int(lesion_id))[:, ::-1]  # i, j, k
     nearest = voxels[np.argmin(np.linalg.norm(voxels - np.asarray(row.centroid_ijk), axis=1))]
