@@ -39,6 +39,7 @@ class LesionModel(nn.Module):
         self.space: Optional[ModelSpace] = None if config.contract.needs_geometry else resolve_space(config.contract)
         self.bound_geometry: Any = None
         self.nonzero_box: Optional[tuple[slice, slice, slice]] = None
+        self.model_space_mask: Optional[torch.Tensor] = None
         self._resamplers: dict = {}
 
     def bind(self, geometry: Any, pair: Any = None) -> "LesionModel":
@@ -51,7 +52,25 @@ class LesionModel(nn.Module):
             if pair is None:
                 raise ModelLoadError(f"model '{self.config.name}' crops to the images' non-zero box: bind it with the images (bind(geometry, pair))")
             self.nonzero_box = nonzero_box([pair.flair, pair.t1])
+        self.model_space_mask = None
+        if self.config.normalization == "zscore-model-space":
+            self._measure_model_space_statistics(pair)
         return self
+
+    def _measure_model_space_statistics(self, pair: Any) -> None:
+        """Measure the resampled raw image's per-channel statistics (and non-zero mask) a MONAI NormalizeIntensityd after Spacingd uses."""
+        from LesionXAILib.models.resampling import model_space_statistics
+        from LesionXAILib.segmentation import input_stack
+
+        if pair is None:
+            raise ModelLoadError(f"model '{self.config.name}' normalises in its own space: bind it with the images (bind(geometry, pair))")
+        raw = torch.from_numpy(input_stack(pair, tuple(self.config.input_order)))[None]
+        with torch.inference_mode(False), torch.no_grad():
+            resampled, _ = self._to_model_space(raw)
+            nonzero = bool(((self.config.extra or {}).get("monai_spacing") or {}).get("normalize_nonzero", True))
+            mean, std, mask = model_space_statistics(resampled[0], nonzero)
+        self.config.extra["model_space_statistics"] = {"mean": mean, "std": std}
+        self.model_space_mask = mask
 
     @property
     def runs_in_model_space(self) -> bool:
@@ -81,6 +100,9 @@ class LesionModel(nn.Module):
                 self._resamplers[key] = self._resampling_pair(model_shape)
             forward, back = self._resamplers[key]
             y = forward(y)
+        mask = getattr(self, "model_space_mask", None)
+        if mask is not None and tuple(mask.shape[-3:]) == tuple(y.shape[-3:]):
+            y = y * mask.to(y.dtype)  # NormalizeIntensityd(nonzero) leaves the resampled image's zeros at zero
         return y, (box, model_shape, back, given)
 
     def _resampling_pair(self, model_shape: tuple[int, int, int]) -> tuple[Any, Any]:

@@ -115,10 +115,11 @@ def test_instance_gradient_equals_finite_differences_through_nnunet_resampling(c
     # LesionXAI's normalisation and nnU-Net's preprocessing agree on what the network sees
     np.testing.assert_allclose(preprocessed(z), reference_data, atol=1e-4)
     rng = np.random.default_rng(0)
-    directions = [rng.normal(size=z.shape) for _ in range(4)] + [grad / np.linalg.norm(grad)]
-    eps = 1e-6  # float64 pipeline: small enough that no ReLU or clipping kink is crossed
+    directions = [v / np.linalg.norm(v) for v in [rng.normal(size=z.shape) for _ in range(4)] + [grad]]  # unit vectors
+    eps = 1e-4  # float64 pipeline: small enough that no ReLU or clipping kink is crossed
     for v in directions:
         fd = (target(z + eps * v) - target(z - eps * v)) / (2 * eps)
         mine = float((grad * v).sum())
         print(f"nnU-Net resampled: directional derivative {mine:.6g} vs finite difference {fd:.6g}")
-        assert mine == pytest.approx(fd, rel=1e-3, abs=1e-4 * np.linalg.norm(grad))
+        # LesionXAI's gradient is float32: within 0.1 % of the gradient's norm along every direction
+        assert mine == pytest.approx(fd, rel=1e-3, abs=1e-3 * np.linalg.norm(grad))

@@ -191,3 +191,29 @@ def resampling_pair(method: str, shape: Sequence[int], spacing: Sequence[float],
     if method == "monai":
         return monai_pair(shape, spacing, target, parameters)
     raise ModelLoadError(f"resampling method '{method}' has no separable operator (known: nnunet, monai)")
+
+
+def model_space_statistics(resampled: torch.Tensor, nonzero: bool) -> tuple[list[float], list[float], Optional[torch.Tensor]]:
+    """Return (mean, std per channel, non-zero mask or None) of a (C, ...) resampled image as MONAI ``NormalizeIntensity`` takes them."""
+    means, stds = [], []
+    for c in range(resampled.shape[0]):
+        values = resampled[c][resampled[c] != 0] if nonzero else resampled[c].reshape(-1)
+        if values.numel() == 0:
+            means.append(0.0)
+            stds.append(1.0)
+            continue
+        std = float(torch.std(values.double(), unbiased=False))
+        means.append(float(values.double().mean()))
+        stds.append(std if std != 0.0 else 1.0)
+    return means, stds, (resampled != 0) if nonzero else None
+
+
+def zscore_with_model_space_statistics(stack: np.ndarray, config: Any) -> np.ndarray:
+    """Return the (C, k, j, i) stack z-scored everywhere with the statistics ``LesionModel.bind`` measured in model space."""
+    stats = (config.extra or {}).get("model_space_statistics") if config is not None else None
+    if not stats:
+        raise ModelLoadError("normalization 'zscore-model-space' needs the model bound to the images first (model.bind(geometry, pair))")
+    out = np.asarray(stack, dtype=np.float32).copy()
+    for c, (m, s) in enumerate(zip(stats["mean"], stats["std"])):
+        out[c] = (out[c] - np.float32(m)) / np.float32(s)
+    return out
