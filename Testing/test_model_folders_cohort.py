@@ -43,7 +43,7 @@ def _run_cohort(tmp_path, model_args, flair, t1, name):
     first = marker.stat().st_mtime_ns
     assert main(args) == 0  # resumed: the finished subject is reused, not recomputed
     assert marker.stat().st_mtime_ns == first
-    assert [s["state"] for s in _rows(out / "subjects.csv")] == ["finished"]
+    assert [s["state"] for s in _rows(out / "subjects.csv")] == ["skipped"]  # finished earlier, reused
     return out, subjects[0]
 
 

@@ -243,13 +243,23 @@ def build_nnunet_network(folder: NnunetFolder, trust: bool = False) -> nn.Module
             f"nnU-Net folder '{folder.path}': trainer '{folder.trainer_name}' is not part of the installed nnunetv2 "
             f"({str(exc).splitlines()[0][:160]})"
         ) from None
-    if "plans_manager" in inspect.signature(trainer.build_network_architecture).parameters:
-        network = trainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
-    else:  # trainers written for nnU-Net < 2.6
-        network = trainer.build_network_architecture(
-            cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
-            n_in, n_out, enable_deep_supervision=False,
-        )  # fmt: skip
+    import pydoc
+
+    try:
+        if "plans_manager" in inspect.signature(trainer.build_network_architecture).parameters:
+            network = trainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
+        else:  # trainers written for nnU-Net < 2.6
+            network = trainer.build_network_architecture(
+                cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
+                n_in, n_out, enable_deep_supervision=False,
+            )  # fmt: skip
+    except (ImportError, pydoc.ErrorDuringImport) as exc:
+        # e.g. the transformer architectures (Primus) need timm, whose torchvision does not load with the CPU torch
+        cause = getattr(exc, "value", exc)
+        raise ModelLoadError(
+            f"nnU-Net folder '{folder.path}': network '{cm.network_arch_class_name}' needs a package that is missing or does not "
+            f"load ({type(cause).__name__}: {str(cause).splitlines()[0][:160] if str(cause) else ''}); see README 'Models'"
+        ) from None
     return network
 
 
