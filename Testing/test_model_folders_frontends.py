@@ -110,3 +110,18 @@ def test_view_command_takes_a_folder_model(folder_case, monkeypatch):
     _same_grid(labels, geometry, flair)
     assert (labels > 0).sum() > 0
     assert ((labels > 0) <= (probability >= session.result.threshold)).all()
+
+
+def test_nnunet_format_options_on_the_command_line(tmp_path, capsys):
+    pytest.importorskip("nnunetv2")
+    from nnunet_fixtures import tiny_nnunet_case
+
+    folder, flair, t1, _ = tiny_nnunet_case()
+    base = ["--flair", str(flair), "--t1", str(t1), "--model", str(folder)]
+    assert main(["-q", "check-model", *base, "--lesion-label", "nope"]) != 0
+    err = capsys.readouterr().err
+    assert "no label 'nope'" in err and len(err.strip().splitlines()) == 1
+    out = tmp_path / "seg"
+    assert main(["-q", "segment", *base, "--out", str(out), "--folds", "1", "--mirror", "--lesion-label", "lesion"]) == 0
+    nnunet = json.loads((out / "instances.json").read_text())["model"]["config"]["extra"]["nnunet"]
+    assert nnunet["folds"] == ["1"] and nnunet["mirror_axes"] == [0, 1, 2]
