@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet torch==$(TORCH_VERSION)
 	$(PIP) install --quiet -c constraints.txt -e ".[slicer,cohort,nnunet,dev]"
+	# timm (a dependency of nnU-Net's dynamic_network_architectures, used only by its transformer architectures) pulls
+	# torchvision; PyPI's torchvision is built for the CUDA torch and fails to import with the CPU torch
+	# ("operator torchvision::nms does not exist"), and no CPU build is on PyPI. No LesionXAI path uses it: remove it
+	# so that nothing imports a broken package (README "Models").
+	$(PIP) uninstall --quiet --yes torchvision
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -95,6 +95,8 @@ def predict_output(
         return out
 
     device = model.device
+    if model.runs_in_model_space:  # nnU-Net's crop, a format's own resampling: tile the model-space volume (README "Models")
+        return _predict_in_model_space(model, x.to(device), settings, reporter)
     # a format's own window blending (nnU-Net's Gaussian, centred at P//2 where MONAI's is at (P-1)/2), in model axes
     blend = getattr(model.network, "window_weights", None) if settings.mode == "gaussian" else None
     weights = None if blend is None else model.model_space().to_canonical(blend(model.model_space().model_shape(roi))).to(device)
@@ -111,6 +113,21 @@ def predict_output(
             cval=0.0,
             roi_weight_map=weights,
         )
+    return torch.as_tensor(out)[0].float().cpu()
+
+
+def _predict_in_model_space(model: LesionModel, x: torch.Tensor, settings: InferenceSettings, reporter: ProgressReporter) -> torch.Tensor:
+    """Return the output of a model that runs on the whole volume in its own space (its own tiling, else MONAI's in model axes)."""
+    from monai.inferers import sliding_window_inference
+
+    def windows(y: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
+        roi = effective_roi(y.shape[2:], model.config.roi_size, model.size_divisor)
+        return sliding_window_inference(y, roi, settings.sw_batch_size, network, settings.overlap, settings.mode, settings.sigma_scale)
+
+    reporter.check()
+    with torch.inference_mode():
+        out = model.predict_in_model_space(x[None], windows)
+    reporter(1.0, "model-space inference done")
     return torch.as_tensor(out)[0].float().cpu()
 
 

@@ -38,13 +38,110 @@ class LesionModel(nn.Module):
         self.source = source
         self.space: Optional[ModelSpace] = None if config.contract.needs_geometry else resolve_space(config.contract)
         self.bound_geometry: Any = None
+        self.nonzero_box: Optional[tuple[slice, slice, slice]] = None
+        self.model_space_mask: Optional[torch.Tensor] = None
+        self._resamplers: dict = {}
 
-    def bind(self, geometry: Any) -> "LesionModel":
-        """Return this model after fixing its contract's mapping for ``geometry`` (a Geometry: the FLAIR grid)."""
+    def bind(self, geometry: Any, pair: Any = None) -> "LesionModel":
+        """Return this model after fixing its contract's mapping for ``geometry`` (the FLAIR grid) and, if it crops, ``pair``'s non-zero box."""
         if self.config.contract.needs_geometry:
             self.space = resolve_space(self.config.contract, geometry)
         self.bound_geometry = geometry
+        self._resamplers = {}
+        if self.config.contract.crop_nonzero:
+            if pair is None:
+                raise ModelLoadError(f"model '{self.config.name}' crops to the images' non-zero box: bind it with the images (bind(geometry, pair))")
+            self.nonzero_box = nonzero_box([pair.flair, pair.t1])
+        self.model_space_mask = None
+        if self.config.normalization == "zscore-model-space":
+            self._measure_model_space_statistics(pair)
         return self
+
+    def _measure_model_space_statistics(self, pair: Any) -> None:
+        """Measure the resampled raw image's per-channel statistics (and non-zero mask) a MONAI NormalizeIntensityd after Spacingd uses."""
+        from LesionXAILib.models.resampling import model_space_statistics
+        from LesionXAILib.segmentation import input_stack
+
+        if pair is None:
+            raise ModelLoadError(f"model '{self.config.name}' normalises in its own space: bind it with the images (bind(geometry, pair))")
+        raw = torch.from_numpy(input_stack(pair, tuple(self.config.input_order)))[None]
+        with torch.inference_mode(False), torch.no_grad():
+            resampled, _ = self._to_model_space(raw)
+            nonzero = bool(((self.config.extra or {}).get("monai_spacing") or {}).get("normalize_nonzero", True))
+            mean, std, mask = model_space_statistics(resampled[0], nonzero)
+        self.config.extra["model_space_statistics"] = {"mean": mean, "std": std}
+        self.model_space_mask = mask
+
+    @property
+    def runs_in_model_space(self) -> bool:
+        """Return True if the network only runs on the whole volume in model space (nnU-Net crop, a format's own resampling)."""
+        return self.config.contract.whole_volume_model
+
+    def _to_model_space(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Return (the whole canonical input cropped, permuted, flipped and resampled into model space, what maps it back)."""
+        geometry = self.bound_geometry
+        if geometry is None:
+            raise ModelLoadError(f"model '{self.config.name}' runs on the whole volume in its own space: bind it to the FLAIR grid first")
+        given = tuple(int(s) for s in x.shape[-3:])
+        if any(g < s for g, s in zip(given, geometry.shape)):
+            raise ModelLoadError(
+                f"model '{self.config.name}' runs on the whole volume {tuple(geometry.shape)} in its own space, got a crop {given}"
+            )
+        # the whole volume, possibly padded at the end (explanations pad to the size divisor): the image part is what the format sees
+        box = self.nonzero_box if self.config.contract.crop_nonzero else None
+        x = x[(Ellipsis,) + (box if box is not None else tuple(slice(0, int(s)) for s in geometry.shape))]
+        space = self.model_space()
+        y = space.to_model(x)
+        model_shape = tuple(int(s) for s in y.shape[2:])
+        back = None
+        if space.zoom is not None:
+            key = model_shape
+            if key not in self._resamplers:
+                self._resamplers[key] = self._resampling_pair(model_shape)
+            forward, back = self._resamplers[key]
+            y = forward(y)
+        mask = getattr(self, "model_space_mask", None)
+        if mask is not None and tuple(mask.shape[-3:]) == tuple(y.shape[-3:]):
+            y = y * mask.to(y.dtype)  # NormalizeIntensityd(nonzero) leaves the resampled image's zeros at zero
+        return y, (box, model_shape, back, given)
+
+    def _resampling_pair(self, model_shape: tuple[int, int, int]) -> tuple[Any, Any]:
+        from LesionXAILib.models.resampling import resampling_pair
+
+        contract = self.config.contract
+        spacing = [float(self.bound_geometry.spacing_kji[p]) for p in self.model_space().perm]
+        extra = self.config.extra or {}
+        parameters = extra.get("nnunet_resampling" if contract.resampling == "nnunet" else "monai_spacing") or {}
+        with torch.inference_mode(False):  # cached operators are reused by autograd later (explanations)
+            return resampling_pair(contract.resampling, model_shape, spacing, contract.target_spacing, parameters)
+
+    def _from_model_space(self, out: torch.Tensor, mapping: Any) -> torch.Tensor:
+        """Return a model-space output resampled back, flipped and permuted to canonical axes and pasted into the whole grid."""
+        box, model_shape, back, given = mapping
+        if back is not None:
+            out = back(out)
+        out = self.model_space().to_canonical(out)
+        if box is None and given == tuple(out.shape[-3:]):
+            return out
+        if box is None:
+            box = tuple(slice(0, int(s)) for s in out.shape[-3:])
+        # outside the non-zero box (and in any padding) the format predicts background: lesion logits far below any threshold
+        fill = torch.full((out.shape[0], out.shape[1], *given), OUTSIDE_LOGIT, dtype=out.dtype, device=out.device)
+        if self.config.head == "softmax":
+            fill[:, [c for c in range(out.shape[1]) if c != self.config.lesion_index]] = 0.0
+        return torch.cat([fill[:, :, : box[0].start], _paste(fill[:, :, box[0]], out, box[1:]), fill[:, :, box[0].stop :]], dim=2)
+
+    def predict_in_model_space(self, x: torch.Tensor, windows: Any) -> torch.Tensor:
+        """Return the (B, C_out, k, j, i) output of a whole canonical volume, tiled in model space by the network's own ``infer`` or ``windows(y, network)``."""
+        y, mapping = self._to_model_space(x)
+        infer = getattr(self.network, "infer", None)
+        out = infer(y) if infer is not None else windows(y, self.network)
+        return self._from_model_space(_first_output(out), mapping)
+
+    def _whole(self, y: torch.Tensor) -> torch.Tensor:
+        y, unpadded = pad_to_multiple(y, self.size_divisor)
+        out = _first_output(self.network(y))
+        return out[(slice(None), slice(None)) + tuple(slice(0, s) for s in unpadded)]
 
     def model_space(self) -> ModelSpace:
         """Return the resolved canonical <-> model mapping (ModelLoadError if the contract needs :meth:`bind` first)."""
@@ -54,6 +151,9 @@ class LesionModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the raw network output for a (B, C_in, k, j, i) canonical input, on the same (k, j, i) grid."""
+        if self.runs_in_model_space:
+            y, mapping = self._to_model_space(x)
+            return self._from_model_space(self._whole(y), mapping)
         space = self.model_space()
         if space.is_identity:
             return self.network(x)
@@ -77,7 +177,18 @@ class LesionModel(nn.Module):
         resampling contract the layer grid is on the resampled grid: upsampling it to the canonical
         grid is then an approximation of mapping it back.)
         """
-        return self.model_space().to_canonical(activations)
+        if not self.runs_in_model_space:
+            return self.model_space().to_canonical(activations)
+        # the layer grid covers the (cropped, resampled) model-space volume: bring it onto the canonical grid
+        act = self.model_space().to_canonical(activations)
+        box = self.nonzero_box if self.config.contract.crop_nonzero else None
+        inner = tuple(int(s.stop - s.start) for s in box) if box is not None else tuple(self.bound_geometry.shape)
+        act = resample(act, inner)
+        if box is None:
+            return act
+        full = torch.zeros((*act.shape[:-3], *self.bound_geometry.shape), dtype=act.dtype, device=act.device)
+        full[(Ellipsis,) + box] = act
+        return full
 
     def canonical_roi(self, model_roi: Optional[tuple[int, ...]] = None) -> tuple[int, int, int]:
         """Return the sliding window in canonical (k, j, i) voxels covering the config's (model-space) window."""
@@ -121,6 +232,33 @@ class LesionModel(nn.Module):
             "parameters": int(sum(p.numel() for p in self.parameters())),
             "model_space": None if self.space is None else self.space.describe(),
         }
+
+
+OUTSIDE_LOGIT = -1.0e4
+
+
+def _paste(background: torch.Tensor, inner: torch.Tensor, box: tuple[slice, slice]) -> torch.Tensor:
+    """Return ``background`` (B, C, k, j, i) with ``inner`` in place at ``box`` (j, i slices), differentiably."""
+    j, i = box
+    mid = torch.cat([background[..., j, : i.start], inner, background[..., j, i.stop :]], dim=-1)
+    return torch.cat([background[..., : j.start, :], mid, background[..., j.stop :, :]], dim=-2)
+
+
+def nonzero_box(channels: Any) -> tuple[slice, slice, slice]:
+    """Return the (k, j, i) bounding box of the voxels non-zero in any of the arrays, as nnU-Net's crop_to_nonzero finds it."""
+    import numpy as np
+
+    mask = None
+    for c in channels:
+        if c is None:
+            continue
+        m = np.asarray(c) != 0
+        mask = m if mask is None else mask | m
+    if mask is None or not mask.any():
+        return tuple(slice(0, int(s)) for s in (mask.shape if mask is not None else (0, 0, 0)))
+    coords = np.argwhere(mask)
+    lo, hi = coords.min(0), coords.max(0) + 1
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 def _first_output(out: Any) -> torch.Tensor:

@@ -62,6 +62,16 @@ NORMALIZERS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
 }
 
 
+def _zscore_model_space(image: np.ndarray, config: Any) -> np.ndarray:
+    from LesionXAILib.models.resampling import zscore_with_model_space_statistics
+
+    return zscore_with_model_space_statistics(image, config)
+
+
+# a MONAI bundle's NormalizeIntensityd after its Spacingd (statistics measured on the resampled image)
+NORMALIZERS["zscore-model-space"] = _zscore_model_space
+
+
 def normalize(image: np.ndarray, config: Any = None) -> np.ndarray:
     """Return the (C, k, j, i) stack normalised as ``config.normalization`` says (z-score on non-zero voxels without a config)."""
     name = "zscore-nonzero" if config is None else str(config.normalization)

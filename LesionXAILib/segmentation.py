@@ -172,7 +172,7 @@ def segment(
     threshold = model.config.threshold if settings.threshold is None else float(settings.threshold)
     min_voxels = min_size_in_voxels(settings.min_size, settings.min_size_unit, pair.geometry)
     reporter(0.0, "normalising")
-    model.bind(pair.geometry)  # contracts that reorient or resample depend on the FLAIR's direction and spacing
+    model.bind(pair.geometry, pair)  # contracts that reorient or resample depend on the FLAIR's direction and spacing
     x = prepare_input(pair, model)
     prob = check_finite_output(predict_probability(model, x, settings.inference, reporter.sub(0.02, 0.95)), "model output")
     reporter(0.95, "labelling instances")

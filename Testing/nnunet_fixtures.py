@@ -48,9 +48,9 @@ def _intensity_properties(values: np.ndarray) -> dict:
     }  # fmt: skip
 
 
-def plans_dict(t1: np.ndarray, flair: np.ndarray, file_spacing_ijk=FILE_SPACING) -> dict:
-    """Return a 3d_fullres plans.json for a tiny PlainConvUNet (channel 0: T1, channel 1: FLAIR)."""
-    spacing = model_spacing(file_spacing_ijk)
+def plans_dict(t1: np.ndarray, flair: np.ndarray, file_spacing_ijk=FILE_SPACING, target_spacing=None) -> dict:
+    """Return a 3d_fullres plans.json for a tiny PlainConvUNet (channel 0: T1, channel 1: FLAIR); target spacing: the file's by default."""
+    spacing = [float(v) for v in target_spacing] if target_spacing is not None else model_spacing(file_spacing_ijk)
     shape = [int(s) for s in np.array(flair.shape)[TRANSPOSE_FORWARD]]
     return {
         "dataset_name": "Dataset901_TinyMS",
@@ -150,21 +150,26 @@ def _train_fold(plans: dict, data: np.ndarray, target: np.ndarray, fold: int, st
     # so few steps leave the lesion class rare: shift its output bias so that ~2% of the volume is segmented
     network.eval()
     with torch.no_grad():
-        out = network(torch.from_numpy(data)[None])[0]
+        whole = torch.from_numpy(data)[None]
+        pads = [(-s) % 4 for s in whole.shape[2:]]  # the network's size multiple (two strides of 2)
+        whole = torch.nn.functional.pad(whole, [v for p in reversed(pads) for v in (0, p)])
+        out = network(whole)[0][(slice(None),) + tuple(slice(0, s) for s in data.shape[1:])]
         margin = float(torch.quantile((out[1] - out[0]).flatten(), 0.98))
         head = network.decoder.seg_layers[-1]
         head.bias[1] -= margin
     return {k: v.detach().clone() for k, v in network.state_dict().items()}, optimizer.state_dict()
 
 
-def write_nnunet_folder(root: Path, flair: np.ndarray, t1: np.ndarray, lesions: np.ndarray, folds=FOLDS) -> Path:
-    """Write a trained-model folder for (k, j, i) FLAIR/T1/lesion arrays on FILE_SPACING; return its path."""
+def write_nnunet_folder(
+    root: Path, flair: np.ndarray, t1: np.ndarray, lesions: np.ndarray, folds=FOLDS, file_spacing=FILE_SPACING, target_spacing=None
+) -> Path:
+    """Write a trained-model folder for (k, j, i) FLAIR/T1/lesion arrays on ``file_spacing`` (i, j, k mm); return its path."""
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     out = Path(root) / "Dataset901_TinyMS" / FOLDER_NAME
     out.mkdir(parents=True, exist_ok=True)
-    plans = plans_dict(t1, flair)
+    plans = plans_dict(t1, flair, file_spacing, target_spacing)
     (out / "plans.json").write_text(json.dumps(plans, indent=2))
     (out / "dataset.json").write_text(json.dumps(DATASET_JSON, indent=2))
     manager = PlansManager(plans)
@@ -172,7 +177,7 @@ def write_nnunet_folder(root: Path, flair: np.ndarray, t1: np.ndarray, lesions: 
     stack = np.stack([t1, flair]).astype(np.float32)
     seg = lesions[None].astype(np.int16)
     data, seg_pp, _ = DefaultPreprocessor(verbose=False).run_case_npy(
-        stack, seg, {"spacing": list(FILE_SPACING)[::-1]}, manager, manager.get_configuration("3d_fullres"), DATASET_JSON
+        stack, seg, {"spacing": list(file_spacing)[::-1]}, manager, manager.get_configuration("3d_fullres"), DATASET_JSON
     )
     target = np.clip(seg_pp[0], 0, 1)
     for f in folds:
@@ -223,4 +228,33 @@ def tiny_nnunet_case() -> tuple[Path, Path, Path, Path]:
         sitk.WriteImage(array_to_image(arr, geometry), str(p))
         paths.append(p)
     folder = write_nnunet_folder(root / "results", flair, t1, lesions)
+    return (folder, *paths)
+
+
+# a FLAIR at 1.2 x 1.0 x 1.5 mm (i, j, k) for a model trained at 1 mm isotropic, with a zero border around the head
+RESAMPLED_FILE_SPACING = (1.2, 1.0, 1.5)
+ISO_TARGET = (1.0, 1.0, 1.0)
+ZERO_BORDER = ((0, 3), (2, 0), (1, 2))  # (k, j, i) voxels of zeros added before / after the phantom
+
+
+@functools.lru_cache(maxsize=None)
+def resampled_nnunet_case() -> tuple[Path, Path, Path, Path]:
+    """Return (model folder, FLAIR, T1, lesions) where nnU-Net resamples (1 mm model, 1.2 x 1.0 x 1.5 mm images) and crops a zero border."""
+    from phantom_fixtures import small_phantom
+
+    ph = small_phantom(spacing=(2.0, 2.0, 2.0))
+    root = Path(tempfile.mkdtemp(prefix="lesionxai-nnunet-resampled-"))
+    atexit.register(shutil.rmtree, root, True)
+    flair = np.pad(ph.flair.astype(np.float32), ZERO_BORDER)
+    t1 = np.pad(ph.t1.astype(np.float32), ZERO_BORDER)
+    lesions = np.pad((ph.lesions > 0).astype(np.uint8), ZERO_BORDER)
+    t1[flair == 0] = 0.0  # skull-stripped: both channels zero outside the head
+    shape_ijk = tuple(int(v) for v in flair.shape[::-1])
+    geometry = dataclasses.replace(ph.geometry, spacing=RESAMPLED_FILE_SPACING, size=shape_ijk)
+    paths = []
+    for name, arr in (("flair", flair), ("t1", t1), ("lesions", lesions.astype(np.float32))):
+        p = root / f"{name}.nii.gz"
+        sitk.WriteImage(array_to_image(arr, geometry), str(p))
+        paths.append(p)
+    folder = write_nnunet_folder(root / "results", flair, t1, lesions, file_spacing=RESAMPLED_FILE_SPACING, target_spacing=ISO_TARGET)
     return (folder, *paths)

@@ -57,6 +57,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     g.add_argument("--folds", default=None, help="nnU-Net folder: folds to ensemble, e.g. 0,1,2 (default: every fold with the checkpoint)")
     g.add_argument("--checkpoint", default=None, help="nnU-Net folder: checkpoint file name in each fold (default checkpoint_final.pth)")
+    g.add_argument("--mirror", action="store_true", default=None,
+                   help="nnU-Net folder: test-time mirroring as nnUNetPredictor (off by default: explanations are of the plain network)")
+    g.add_argument("--lesion-label", default=None, help="nnU-Net folder: the dataset.json label to explain when it has several foreground labels")
 
 
 def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,7 +148,7 @@ def model_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # argparse destinations of format-specific model options, passed to the format's loader by name
-MODEL_FORMAT_OPTIONS: tuple[str, ...] = ("folds", "checkpoint")
+MODEL_FORMAT_OPTIONS: tuple[str, ...] = ("folds", "checkpoint", "mirror", "lesion_label")
 
 
 def segmentation_settings_from_args(args: argparse.Namespace):

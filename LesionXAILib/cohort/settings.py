@@ -30,6 +30,11 @@ class ModelSpec:
     device: str = "cpu"
     trust: bool = False
     weights_only: bool = False
+    options: tuple[tuple[str, Any], ...] = ()  # format options (nnU-Net folds, checkpoint, ...) as sorted (key, value) pairs
+
+    def __post_init__(self) -> None:
+        opts = self.options.items() if isinstance(self.options, dict) else self.options
+        object.__setattr__(self, "options", tuple(sorted((str(k), _hashable(v)) for k, v in opts)))
 
     def resolved(self) -> "ModelSpec":
         """Return a copy with the demo model's path filled in (raises if it is not installed) and paths absolute."""
@@ -39,7 +44,7 @@ class ModelSpec:
         config = self.config
         if config and Path(config).suffix.lower() == ".json":
             config = str(Path(config).resolve())
-        return ModelSpec(path, config, self.device, self.trust, self.weights_only)
+        return ModelSpec(path, config, self.device, self.trust, self.weights_only, self.options)
 
     def load(self) -> LesionModel:
         """Return the eval-mode LesionModel this spec names (under the same loading policy as every caller)."""
@@ -47,28 +52,28 @@ class ModelSpec:
 
         if self.weights_only:
             return load_weights(self.path, self.config, self.device)
-        return load_model(self.path, self.config, self.device, trust=self.trust)
+        return load_model(self.path, self.config, self.device, trust=self.trust, options=dict(self.options))
 
     def identity(self) -> dict[str, Any]:
-        """Return what identifies the network's results: file hash and config (not the device)."""
-        return {"path": self.path, "sha256": _file_hash(self.path) if self.path else None, "config": self.config}
+        """Return what identifies the network's results: content hash of the file or folder, config, format options (not the device)."""
+        from LesionXAILib.models.identity import source_hash
+
+        ident: dict[str, Any] = {"path": self.path, "sha256": source_hash(self.path, dict(self.options)) if self.path else None,
+                                 "config": self.config}  # fmt: skip
+        if self.options:
+            ident["options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.options}
+        return ident
 
 
-def _file_hash(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def model_identity(model: LesionModel) -> dict[str, Any]:
-    """Return the identity of an in-memory model: its description and a hash of its weights."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return {"model": model.describe(), "weights_sha256": h.hexdigest()}
+    """Return the identity of an in-memory model: its description and a hash of its config and weights."""
+    from LesionXAILib.models.identity import weights_hash
+
+    return {"model": model.describe(), "weights_sha256": weights_hash(model)}
 
 
 @dataclass(frozen=True)

@@ -161,9 +161,13 @@ def margin_settings(
     source: "chosen", "calibrated", "auto-calibrated" or "whole-volume" (asked for, or no passing margin).
     """
     from LesionXAILib.explain.fidelity import ensure_margin
+    from LesionXAILib.models.contract import crop_forbidden
 
     if settings.full_volume:
         return settings, "whole-volume"
+    # a contract that never allows crops (resampling, nnU-Net's non-zero crop, 'whole-volume'), whoever calls
+    if crop_forbidden(model.config, settings.aggregation, True):
+        return settings.replace(full_volume=True), "whole-volume"
     if settings.roi_margin_mm is not None:
         return settings, "chosen"
     sub = reporter.sub(0.0, 0.0) if reporter is not None else None

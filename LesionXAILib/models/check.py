@@ -56,10 +56,14 @@ class ModelCheck:
         out.append(f"  array axes: {AXES_NAMES.get(c['axes'], c['axes'])}; orientation: {c['orientation']}; spacing: {c['spacing']}")
         out.append(f"  output: {c['head']} head, lesion channel {c['lesion_index']}; threshold {self.threshold:g}")
         out.append(f"  window {c['roi_size']} (model axes) overlap {c['overlap']:g}; size divisor {c['size_divisor']}; crop rule {c['crop_rule']}")
+        if c.get("resampling") or c.get("crop_nonzero"):
+            out.append(f"  format pipeline: {'crop to the non-zero box; ' if c.get('crop_nonzero') else ''}"
+                       f"{(c['resampling'] + ' resampling, differentiated through') if c.get('resampling') else 'no resampling'}")  # fmt: skip
         out.append(f"  on this FLAIR the model's axes 0, 1, 2 are canonical {c['model_space']}")
         start, stop = self.window_start_kji, self.window_stop_kji
+        where = "the whole volume (the model runs in its own space)" if c.get("whole_volume") else "one window at the brain's centre"
         out.append(
-            "one window at the brain's centre: k {}-{}, j {}-{}, i {}-{}".format(start[0], stop[0], start[1], stop[1], start[2], stop[2])
+            where + ": k {}-{}, j {}-{}, i {}-{}".format(start[0], stop[0], start[1], stop[1], start[2], stop[2])
         )
         out.append(f"probability: min {self.probability_min:.4f}, max {self.probability_max:.4f}, mean {self.probability_mean:.4f}")
         out.append(f"lesions (p >= {self.threshold:g}): {len(self.components)} components, {self.voxels_above} voxels")
@@ -100,13 +104,16 @@ def contract_summary(model: LesionModel) -> dict[str, Any]:
         "overlap": cfg.overlap,
         "size_divisor": cfg.size_divisor,
         "crop_rule": contract.crop_rule,
+        "resampling": contract.resampling if contract.resamples else None,
+        "crop_nonzero": contract.crop_nonzero,
+        "whole_volume": model.runs_in_model_space,
         "model_space": described,
     }
 
 
 def check_model(model: LesionModel, pair: InputPair, threshold: Optional[float] = None) -> ModelCheck:
     """Return the check of ``model`` on one sliding window centred on the subject's brain (non-zero FLAIR)."""
-    model.bind(pair.geometry)
+    model.bind(pair.geometry, pair)
     x = prepare_input(pair, model)
     shape = tuple(int(s) for s in x.shape[1:])
     divisor = model.size_divisor
@@ -115,10 +122,16 @@ def check_model(model: LesionModel, pair: InputPair, threshold: Optional[float] 
     centre = (brain.min(0) + brain.max(0)) // 2 if len(brain) else np.array(shape) // 2
     lo = [int(c) - r // 2 for c, r in zip(centre, roi)]
     box = box_around(lo, [a + r for a, r in zip(lo, roi)], shape, 1, roi)
-    window = torch.from_numpy(np.ascontiguousarray(box.extract(x, 0.0)))[None].to(model.device)
-    with torch.inference_mode():
-        prob = model.probability(model(window))[0, 0].float().cpu().numpy()
-    inner = prob[box.inner]
+    if model.runs_in_model_space:  # the network only runs on the whole (cropped, resampled) volume: check all of it
+        from LesionXAILib.inference import predict_probability
+
+        box = box_around([0, 0, 0], list(shape), shape, 1, shape)
+        inner = predict_probability(model, x)
+    else:
+        window = torch.from_numpy(np.ascontiguousarray(box.extract(x, 0.0)))[None].to(model.device)
+        with torch.inference_mode():
+            prob = model.probability(model(window))[0, 0].float().cpu().numpy()
+        inner = prob[box.inner]
     threshold = model.config.threshold if threshold is None else float(threshold)
     labels, n = label_components(inner >= threshold, 26, 1)
     components = []

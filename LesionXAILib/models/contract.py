@@ -27,6 +27,16 @@ maps the output back), so every caller of the model honours it and gradients lan
   weights (``lesionxai calibrate`` writes it into the config); without one, explanations run on the
   whole volume and say so. ``"whole-volume"``: never crop. A contract that resamples always explains
   on the whole volume (a crop is resampled on its own grid, which is not the whole volume's).
+- ``resampling``: how the resampling is done. ``"trilinear"`` (torch, per window); ``"nnunet"`` and
+  ``"monai"`` reproduce nnU-Net's and MONAI ``Spacing``'s/``Invertd``'s own resampling as exact
+  differentiable operators (:mod:`LesionXAILib.models.resampling`) on the whole volume.
+- ``crop_nonzero``: crop to the bounding box of the voxels non-zero in any channel before
+  everything else, as nnU-Net's preprocessing does; outside it the output is background.
+
+With ``resampling`` other than trilinear, or ``crop_nonzero``, the network runs in model space on
+the whole volume: segmentation tiles the model-space volume with the format's own sliding window
+and explanations differentiate the whole pipeline (crop, permutation, resampling, network,
+resampling back) onto the FLAIR grid: the gradient is of the model as the format runs it.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from LesionXAILib.errors import ModelLoadError
 
 AXIS_ORDERS = ("kji", "ijk", "kij", "jki", "jik", "ikj")
 CROP_RULES = ("exact", "calibrate", "whole-volume")
+RESAMPLING_METHODS = ("trilinear", "nnunet", "monai")
 _AXCODE_PAIRS = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
 
 
@@ -58,6 +69,8 @@ class InputContract:
     target_spacing: Optional[tuple[float, float, float]] = None
     size_divisor: Optional[int] = None
     crop_rule: str = "exact"
+    resampling: str = "trilinear"
+    crop_nonzero: bool = False
 
     def __post_init__(self) -> None:
         if self.axes not in AXIS_ORDERS:
@@ -75,6 +88,10 @@ class InputContract:
             object.__setattr__(self, "target_spacing", spacing)
         if self.size_divisor is not None and not (isinstance(self.size_divisor, int) and self.size_divisor >= 1):
             raise ModelLoadError(f"input contract: size_divisor must be an integer >= 1 or null, got {self.size_divisor!r}")
+        if self.resampling not in RESAMPLING_METHODS:
+            raise ModelLoadError(f"input contract: resampling must be one of {RESAMPLING_METHODS}, got '{self.resampling}'")
+        if not isinstance(self.crop_nonzero, bool):
+            raise ModelLoadError(f"input contract: crop_nonzero must be true or false, got {self.crop_nonzero!r}")
         if self.crop_rule not in CROP_RULES:
             raise ModelLoadError(f"input contract: crop_rule must be one of {CROP_RULES}, got '{self.crop_rule}'")
 
@@ -82,6 +99,11 @@ class InputContract:
     def needs_geometry(self) -> bool:
         """Return True if the mapping depends on the image's direction or spacing (reorientation, resampling)."""
         return self.orientation != "as-stored" or self.target_spacing is not None
+
+    @property
+    def whole_volume_model(self) -> bool:
+        """Return True if the network runs on the whole (cropped, resampled) volume in model space, never on canonical windows."""
+        return self.crop_nonzero or (self.resamples and self.resampling != "trilinear")
 
     @property
     def resamples(self) -> bool:
@@ -123,6 +145,8 @@ def whole_volume_reason(config: Any, aggregation: str, margin_chosen: bool) -> O
     """
     contract = config.contract
     name = getattr(config, "name", "model")
+    if contract.crop_nonzero and not contract.resamples:
+        return f"model '{name}' crops its input to the non-zero box: explaining on the whole volume (crops are not exact)"
     if contract.resamples:
         return f"model '{name}' resamples its input to {list(contract.target_spacing)} mm: explaining on the whole volume (crops are not exact)"
     if contract.crop_rule == "whole-volume":

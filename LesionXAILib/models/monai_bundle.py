@@ -10,8 +10,12 @@ contract:
 - ``LoadImage(d)``: arrays in nibabel's (i, j, k) order as stored (``axes="ijk"``; an ``ITKReader``
   with ``reverse_indexing=True`` gives SimpleITK's (k, j, i));
 - ``Orientation(d)(axcodes=X)``: ``orientation=X`` (flips and a permutation, never a resampling);
-- ``Spacing(d)(pixdim=...)``: ``target_spacing`` (LesionXAI resamples trilinearly inside the model,
-  differentiably, where MONAI's Spacingd resamples with its own grid: close, not identical);
+- ``Spacing(d)(pixdim=...)``: ``target_spacing`` with ``resampling="monai"``: LesionXAI applies MONAI's own
+  Spacing (and, back onto the FLAIR grid, its inverse as ``Invertd`` does) as exact differentiable operators
+  on the whole volume, tiled by the bundle's inferer (:mod:`LesionXAILib.models.resampling`); a
+  ``NormalizeIntensity(d)`` after it normalises with the resampled image's statistics and non-zero
+  mask (``zscore-model-space``): on the FLAIR grid every voxel is z-scored with those statistics
+  (resampling keeps constants, so this commutes with it) and the mask is applied in model space;
 - ``NormalizeIntensity(d)(nonzero, channel_wise=True)``: ``zscore-nonzero`` or ``zscore``;
 - ``EnsureChannelFirst(d)``, ``EnsureType(d)``, ``ToTensor(d)``, ``CastToType(d)`` to float32, ``Identity(d)``:
   no effect on values.
@@ -34,6 +38,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,6 +54,8 @@ NEUTRAL_TRANSFORMS = {
     "EnsureChannelFirst", "EnsureType", "ToTensor", "CastToType", "Identity", "ToDevice", "DeleteItems", "SelectItems",
 }  # fmt: skip
 WHOLE_VOLUME_ROI = (4096, 4096, 4096)
+# NormalizeIntensityd after Spacingd: z-score with the resampled image's statistics (models/resampling.py)
+MODEL_SPACE_ZSCORE = "zscore-model-space"
 FLAIR_KEYS = ("flair",)
 T1_KEYS = ("t1", "mprage", "mp2rage")
 LESION_NAMES = ("lesion", "lesions", "ms", "wml", "wmh", "foreground")
@@ -129,9 +136,9 @@ def _flatten(transform: Any) -> list[Any]:
     return [transform]
 
 
-def contract_from_preprocessing(preprocessing: Any, path: Path) -> tuple[InputContract, str]:
-    """Return (input contract without divisor/crop rule, normalisation name) read from the bundle's preprocessing transforms."""
-    axes, orientation, spacing, normalization = "ijk", "as-stored", None, "none"
+def contract_from_preprocessing(preprocessing: Any, path: Path) -> tuple[InputContract, str, Optional[dict]]:
+    """Return (input contract without divisor/crop rule, normalisation name, Spacingd's resampling options) from the preprocessing."""
+    axes, orientation, spacing, normalization, resampling = "ijk", "as-stored", None, "none", None
     for t in _flatten(preprocessing):
         name = _name(t)
         if name == "LoadImage":
@@ -145,10 +152,23 @@ def contract_from_preprocessing(preprocessing: Any, path: Path) -> tuple[InputCo
                 raise ModelLoadError(f"MONAI bundle '{path}': Orientationd without axcodes (as_closest_canonical) is not supported")
             orientation = str(codes)
         elif name == "Spacing":
-            pixdim = [float(v) for v in getattr(getattr(t, "spacing_transform", t), "pixdim")]
+            sp = getattr(t, "spacing_transform", t)
+            pixdim = [float(v) for v in sp.pixdim]
             if len(pixdim) != 3 or any(v <= 0 for v in pixdim):
                 raise ModelLoadError(f"MONAI bundle '{path}': Spacingd pixdim {pixdim} is not three positive spacings")
+            if sp.diagonal or (hasattr(sp, "min_pixdim") and np.isfinite(sp.min_pixdim).any()) or (
+                hasattr(sp, "max_pixdim") and np.isfinite(sp.max_pixdim).any()
+            ):
+                raise ModelLoadError(f"MONAI bundle '{path}': Spacingd with diagonal=True or min/max_pixdim cannot be mapped to LesionXAI's contract")
             spacing = tuple(pixdim)
+            first = (lambda v: v[0] if isinstance(v, (list, tuple)) else v)  # noqa: E731
+            modes = {
+                "mode": first(getattr(t, "mode", "bilinear")),
+                "padding_mode": first(getattr(t, "padding_mode", "border")),
+                "align_corners": first(getattr(t, "align_corners", False)),
+                "scale_extent": first(getattr(t, "scale_extent", False)),
+            }
+            resampling = {k: (str(getattr(v, "value", v)) if not isinstance(v, bool) else v) for k, v in modes.items()}
         elif name == "NormalizeIntensity":
             n = getattr(t, "normalizer", t)
             if n.subtrahend is not None or n.divisor is not None or not n.channel_wise:
@@ -157,6 +177,9 @@ def contract_from_preprocessing(preprocessing: Any, path: Path) -> tuple[InputCo
                     "to LesionXAI's contract (per-channel z-score)"
                 )
             normalization = "zscore-nonzero" if n.nonzero else "zscore"
+            if spacing is not None:  # statistics (and the non-zero mask) are those of the resampled image
+                normalization = MODEL_SPACE_ZSCORE
+                resampling = {**(resampling or {}), "normalize_nonzero": bool(n.nonzero)}
         elif name == "CastToType":
             dtypes = getattr(getattr(t, "converter", t), "dtype", None)
             if dtypes is not None and "float" not in str(dtypes):
@@ -166,7 +189,8 @@ def contract_from_preprocessing(preprocessing: Any, path: Path) -> tuple[InputCo
                 f"MONAI bundle '{path}': preprocessing transform {type(t).__name__} cannot be mapped to LesionXAI's input "
                 "contract (supported: LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, NormalizeIntensityd, EnsureTyped)"
             )
-    return InputContract(axes=axes, orientation=orientation, target_spacing=spacing), normalization
+    contract = InputContract(axes=axes, orientation=orientation, target_spacing=spacing, resampling="monai" if spacing else "trilinear")
+    return contract, normalization, resampling
 
 
 class BundleNetwork(nn.Module):
@@ -183,6 +207,11 @@ class BundleNetwork(nn.Module):
         from monai.data.utils import compute_importance_map
 
         return compute_importance_map(tuple(int(s) for s in shape), mode=self.mode, sigma_scale=self.sigma_scale, device="cpu").float()
+
+    def infer(self, y: torch.Tensor) -> torch.Tensor:
+        """Return the bundle inferer's output on a whole model-space volume (its sliding window, or one pass)."""
+        inferer = getattr(self, "inferer", None)
+        return inferer(y, self.network) if inferer is not None else self.network(y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the bundle network's raw output."""
@@ -289,7 +318,7 @@ def load_bundle(request: LoadRequest) -> LesionModel:
         raise
     except Exception as exc:
         raise ModelLoadError(f"MONAI bundle '{path}': its config cannot be instantiated ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    contract, normalization = contract_from_preprocessing(preprocessing, path)
+    contract, normalization, resampling = contract_from_preprocessing(preprocessing, path)
     network = _load_weights(path, network, request.trust, request.device)
     if isinstance(inferer, SlidingWindowInferer):
         roi = tuple(int(v) for v in inferer.roi_size)
@@ -327,7 +356,7 @@ def load_bundle(request: LoadRequest) -> LesionModel:
     cam_layer = next((f"network.{c}" for c in CAM_DEFAULT_LAYERS if c in names), None)
     contract = InputContract(
         axes=contract.axes, orientation=contract.orientation, target_spacing=contract.target_spacing,
-        size_divisor=_divisor(network), crop_rule=_crop_rule(network),
+        size_divisor=_divisor(network), crop_rule=_crop_rule(network), resampling=contract.resampling,
     )  # fmt: skip
     config = ModelConfig(
         name=f"bundle-{path.name}",
@@ -343,7 +372,12 @@ def load_bundle(request: LoadRequest) -> LesionModel:
         threshold=threshold,
         cam_layer=cam_layer,
         contract=contract,
-        extra={"monai_bundle": {"folder": str(path), "inferer_mode": mode, "weights": "model.pt" if (path / "models" / "model.pt").is_file() else "model.ts"}},
+        extra={
+            "monai_bundle": {"folder": str(path), "inferer_mode": mode, "weights": "model.pt" if (path / "models" / "model.pt").is_file() else "model.ts"},
+            **({"monai_spacing": resampling} if resampling else {}),
+        },
     )
-    model = LesionModel(BundleNetwork(network, mode, sigma), config, source=str(path))
+    wrapped = BundleNetwork(network, mode, sigma)
+    wrapped.inferer = inferer  # a resampling bundle runs in model space: tiled by its own inferer, as its evaluator does
+    model = LesionModel(wrapped, config, source=str(path))
     return model.to(request.device).eval()

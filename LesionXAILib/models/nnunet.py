@@ -20,10 +20,12 @@ nnU-Net's environment variables:
 - test-time mirroring (the checkpoint's ``inference_allowed_mirroring_axes``) is off unless asked
   (``mirror=True``): it averages the logits of every flipped copy, as nnU-Net does.
 
-Where LesionXAI departs from ``nnUNetPredictor``: it runs the network on the whole FLAIR grid, not on
-nnU-Net's bounding box of the non-zero voxels (voxels outside it are background in nnU-Net's output),
-and resamples with the contract's differentiable trilinear interpolation instead of nnU-Net's spline
-(identical when the image already has the target spacing).
+- the pipeline is nnU-Net's: crop to the bounding box of the non-zero voxels (outside it the output is
+  background), transpose, normalise, resample to the target spacing with nnU-Net's own resampling
+  (spline order 3, separate-z rule, clipping), tile with nnU-Net's windows and Gaussian, resample the
+  logits back (order 1), un-crop. LesionXAI runs these steps as differentiable torch operators
+  (:mod:`LesionXAILib.models.resampling`), so explanations are gradients through nnU-Net's resampling
+  onto the FLAIR grid (the network is then run on the whole model-space volume at once).
 """
 
 from __future__ import annotations
@@ -241,13 +243,23 @@ def build_nnunet_network(folder: NnunetFolder, trust: bool = False) -> nn.Module
             f"nnU-Net folder '{folder.path}': trainer '{folder.trainer_name}' is not part of the installed nnunetv2 "
             f"({str(exc).splitlines()[0][:160]})"
         ) from None
-    if "plans_manager" in inspect.signature(trainer.build_network_architecture).parameters:
-        network = trainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
-    else:  # trainers written for nnU-Net < 2.6
-        network = trainer.build_network_architecture(
-            cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
-            n_in, n_out, enable_deep_supervision=False,
-        )  # fmt: skip
+    import pydoc
+
+    try:
+        if "plans_manager" in inspect.signature(trainer.build_network_architecture).parameters:
+            network = trainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=False)
+        else:  # trainers written for nnU-Net < 2.6
+            network = trainer.build_network_architecture(
+                cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
+                n_in, n_out, enable_deep_supervision=False,
+            )  # fmt: skip
+    except (ImportError, pydoc.ErrorDuringImport) as exc:
+        # e.g. the transformer architectures (Primus) need timm, whose torchvision does not load with the CPU torch
+        cause = getattr(exc, "value", exc)
+        raise ModelLoadError(
+            f"nnU-Net folder '{folder.path}': network '{cm.network_arch_class_name}' needs a package that is missing or does not "
+            f"load ({type(cause).__name__}: {str(cause).splitlines()[0][:160] if str(cause) else ''}); see README 'Models'"
+        ) from None
     return network
 
 
@@ -264,6 +276,7 @@ class NnunetEnsemble(nn.Module):
         self.folds = nn.ModuleList(networks)
         self.mirror_axes = tuple(int(a) for a in mirror_axes) if mirror_axes else None
         self.channel = channel
+        self.patch_size: tuple[int, ...] = ()
 
     def _one(self, network: nn.Module, x: torch.Tensor) -> torch.Tensor:
         import itertools
@@ -284,6 +297,36 @@ class NnunetEnsemble(nn.Module):
         shape = tuple(int(s) for s in shape)
         g = compute_gaussian(shape, sigma_scale=NNUNET_SIGMA_SCALE, value_scaling_factor=10, dtype=torch.float16, device=torch.device("cpu"))
         return g.float()
+
+    def infer(self, y: torch.Tensor, patch_size: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """Return the (B, C_out, ...) logits of a whole model-space volume tiled as nnUNetPredictor tiles it.
+
+        nnU-Net's own helpers place the windows (``pad_nd_image`` centres a volume smaller than the
+        patch, ``compute_steps_for_sliding_window`` with step 0.5); each window's logits are weighted by
+        nnU-Net's Gaussian and the sum divided by the summed weights.
+        """
+        from acvl_utils.cropping_and_padding.padding import pad_nd_image
+        from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+        patch = tuple(int(v) for v in (patch_size or self.patch_size))
+        outs = []
+        for b in range(y.shape[0]):
+            data, revert = pad_nd_image(y[b], patch, "constant", {"value": 0}, True, None)
+            steps = compute_steps_for_sliding_window(tuple(data.shape[1:]), patch, NNUNET_TILE_STEP)
+            weights = self.window_weights(patch).to(data.device)
+            total = counts = None
+            for sx in steps[0]:
+                for sy in steps[1]:
+                    for sz in steps[2]:
+                        sl = (slice(sx, sx + patch[0]), slice(sy, sy + patch[1]), slice(sz, sz + patch[2]))
+                        pred = self(data[(slice(None),) + sl][None])[0] * weights
+                        if total is None:
+                            total = torch.zeros((pred.shape[0], *data.shape[1:]), dtype=pred.dtype, device=pred.device)
+                            counts = torch.zeros(data.shape[1:], dtype=pred.dtype, device=pred.device)
+                        total[(slice(None),) + sl] += pred
+                        counts[sl] += weights
+            outs.append((total / counts)[(slice(None), *revert[1:])])
+        return torch.stack(outs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the mean over folds of the (B, C_out, ...) logits of a (B, C_in, ...) model-space input."""
@@ -313,7 +356,9 @@ def nnunet_ensemble(folder: NnunetFolder, mirror: bool = False, trust: bool = Fa
     axes = folder.mirror_axes if mirror else None
     if mirror and not axes:
         raise ModelLoadError(f"nnU-Net folder '{folder.path}': the checkpoint allows no mirroring axes")
-    return NnunetEnsemble(networks, axes, channel).eval()
+    ensemble = NnunetEnsemble(networks, axes, channel)
+    ensemble.patch_size = tuple(int(v) for v in folder.configuration_manager.patch_size)
+    return ensemble.eval()
 
 
 def sequence_order(folder: NnunetFolder) -> tuple[str, ...]:
@@ -444,13 +489,29 @@ def contract_for(folder: NnunetFolder, crop_rule: str = "calibrate") -> InputCon
     for stride in folder.configuration_manager.pool_op_kernel_sizes:
         stride = list(stride) if isinstance(stride, (list, tuple)) else [stride] * 3
         per_axis = [a * int(b) for a, b in zip(per_axis, stride)]
+    conf = folder.configuration_manager.configuration
+    for kind in ("data", "probabilities"):
+        name = str(conf.get(f"resampling_fn_{kind}", ""))
+        if name != "resample_data_or_seg_to_shape":
+            raise ModelLoadError(
+                f"nnU-Net folder '{folder.path}': resampling function '{name}' for {kind} is not nnU-Net's default "
+                "(resample_data_or_seg_to_shape), which LesionXAI reproduces"
+            )
     return InputContract(
         axes="".join("kji"[t] for t in folder.transpose_forward),
         orientation=READER_ORIENTATION[reader],
         target_spacing=tuple(spacing),
         size_divisor=int(math.lcm(*per_axis)),
         crop_rule=crop_rule,
+        resampling="nnunet",
+        crop_nonzero=True,
     )
+
+
+def resampling_parameters(folder: NnunetFolder) -> dict[str, Any]:
+    """Return the plans' resampling keyword arguments (data forward, probabilities back) as plain JSON values."""
+    conf = folder.configuration_manager.configuration
+    return {"data": dict(conf["resampling_fn_data_kwargs"]), "probabilities": dict(conf["resampling_fn_probabilities_kwargs"])}
 
 
 def _parse_folds(value: Any) -> Optional[list[str]]:
@@ -503,6 +564,7 @@ def load_nnunet(request: LoadRequest) -> LesionModel:
         contract=contract_for(folder),
         extra={
             "nnunet_normalization": normalization_parameters(folder),
+            "nnunet_resampling": resampling_parameters(folder),
             "nnunet": {
                 "folder": str(folder.path),
                 "configuration": folder.configuration_name,

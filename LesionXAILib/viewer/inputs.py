@@ -80,6 +80,6 @@ def check_model_path(model: Optional[str | os.PathLike]) -> Optional[Path]:
 
         return default_model_path()  # raises ModelLoadError naming the missing demo model
     p = Path(model)
-    if not p.is_file():
-        raise ModelLoadError(f"model '{p}': file not found" if not p.exists() else f"model '{p}': not a regular file")
+    if not (p.is_file() or p.is_dir()):  # model folders (nnU-Net, MONAI bundle) are models too
+        raise ModelLoadError(f"model '{p}': file not found" if not p.exists() else f"model '{p}': not a regular file or folder")
     return p

@@ -152,7 +152,10 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError("give either --model or --weights, not both")
     if args.weights and not args.config:
         raise ParameterError("--weights needs --config (e.g. --config ies-unet)")
-    spec = ModelSpec(args.model or args.weights, args.config, args.device, bool(args.trust_model), bool(args.weights))
+    from LesionXAILib.cli.common import model_options_from_args
+
+    spec = ModelSpec(args.model or args.weights, args.config, args.device, bool(args.trust_model), bool(args.weights),
+                     model_options_from_args(args))  # fmt: skip
     workers: Optional[int] = args.workers
     if workers is None:
         workers = 0 if args.scheduler is None and default_workers(args.threads) == 1 else default_workers(args.threads)
