@@ -148,6 +148,9 @@ def test_plan_refuses_what_cannot_be_done(subject):
         plan(result.instances, [7])
     with pytest.raises(InstanceError, match="nothing to add"):
         plan(result.instances, [1], "add")
+    with pytest.raises(InstanceError, match="needs missed"):
+        plan(result.instances, None, "add")
+    assert plan(result.instances, None, "remove") == [(1, "remove")]
     empty = segment(InputPair(*subject_arrays(radius=0)[:2], grid), model, SegmentationSettings())
     with pytest.raises(InstanceError, match="no lesion"):
         plan(empty.instances, None)

@@ -93,7 +93,7 @@ def test_the_displacement_file_replays_the_warp_in_simpleitk_and_its_jacobian(ru
 @pytest.mark.parametrize("case, message", [
     ("no-lesion", "no lesion instance was found"),
     ("unknown-id", "lesion instance 5 does not exist"),
-    ("add-without-gt", "nothing to add"),
+    ("add-without-gt", "--mode add needs missed (FN) lesions"),
 ])  # fmt: skip
 def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, capsys, case, message):
     flair, t1, _ = write_subject(tmp_path, radius=0 if case == "no-lesion" else 3.0)

@@ -25,13 +25,19 @@ if TYPE_CHECKING:
 
 
 def plan(instances: InstanceSet, ids: Optional[Sequence[int]], mode: str = "auto") -> list[tuple[int, str]]:
-    """Return (instance id, 'remove' | 'add') for ``ids`` (every instance if None); InstanceError for what cannot be done."""
+    """Return (instance id, 'remove' | 'add') for ``ids`` (None: every lesion the mode applies to); InstanceError for what cannot be done."""
     if not instances.instances:
         raise InstanceError("no lesion instance was found in this image; there is nothing to explain by a counterfactual")
-    chosen = instances.ids if ids is None else [int(i) for i in ids]
+    has_fn = any(r.status == STATUS_FN for r in instances.instances)
+    if ids is None and mode in ("remove", "add"):  # every lesion the direction applies to
+        chosen = [r.id for r in instances.instances if (r.status == STATUS_FN) == (mode == "add")]
+        if not chosen:
+            raise InstanceError("--mode add needs missed (FN) lesions, which come from the ground truth (--gt)" if mode == "add"
+                                else "every lesion here is a missed (FN) lesion: there is nothing to remove")  # fmt: skip
+    else:
+        chosen = instances.ids if ids is None else [int(i) for i in ids]
     if len(set(chosen)) != len(chosen):
         raise ParameterError(f"instance ids listed twice: {list(chosen)}")
-    has_fn = any(r.status == STATUS_FN for r in instances.instances)
     steps = []
     for i in chosen:
         row = instances.get(i)
@@ -43,8 +49,6 @@ def plan(instances: InstanceSet, ids: Optional[Sequence[int]], mode: str = "auto
             hint = "" if has_fn else "; missed lesions come from the ground truth (--gt)"
             raise InstanceError(f"instance {i} is detected ({row.status}): there is nothing to add (use --mode remove or auto){hint}")
         steps.append((int(i), direction))
-    if ids is None and mode == "add" and not steps:
-        raise InstanceError("--mode add needs missed lesions, which come from the ground truth (--gt)")
     return steps
 
 
