@@ -26,6 +26,7 @@ from LesionXAILib.progress import (
     as_reporter,
 )
 from LesionXAILib.report import html as H
+from LesionXAILib.report.counterfactual_panel import counterfactual_section
 from LesionXAILib.report.data import LesionData, RunData, load_run
 from LesionXAILib.report.lesion_figure import lesion_figure
 from LesionXAILib.report.panels import (
@@ -400,6 +401,7 @@ def _document(run, settings, scales, sections, panels, method, sequences, cam, r
         body.append(statistics_table(lesion, method, sequences, cam))
         body.append("</section>")
     body.append("</section>")
+    body.append(counterfactual_section(run.run_dir))  # empty unless the run holds counterfactuals.json
     if exports:
         rel = sorted({os.path.relpath(p, html_path.parent) for p in exports})
         body.append(f"<footer>Figures for papers: {H.esc(', '.join(rel[:6]))}{' …' if len(rel) > 6 else ''} "
