@@ -108,14 +108,14 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / torch.where(n > 0, n, torch.ones_like(n))
 
 
-def embed_lesion(
+def layer_blocks(
     model: LesionModel,
     image: np.ndarray,
     mask: np.ndarray,
     spacing_kji: Sequence[float],
     settings: EmbeddingSettings = EmbeddingSettings(),
-) -> np.ndarray:
-    """Return the float32 unit embedding of the lesion ``mask`` (k, j, i) in the normalised (C, k, j, i) ``image``."""
+) -> dict[str, np.ndarray]:
+    """Return {layer name: unit [f^M, f^R] block} of the lesion ``mask`` (k, j, i) in the normalised (C, k, j, i) ``image``."""
     from LesionXAILib.explain.statistics import lesion_regions
 
     mask = np.asarray(mask, dtype=bool)
@@ -134,14 +134,30 @@ def embed_lesion(
     with LayerCapture(modules) as cap, torch.no_grad():
         model(x[None])
     grid_masks = masks_to_model_grid(model, masks).to(x.device)
-    blocks = []
+    blocks = {}
     for name in names:
         a = cap.outputs.get(name)
         if a is None:
             raise ParameterError(f"embedding layer '{name}' is not used by the network's forward pass")
         w = F.adaptive_avg_pool3d(grid_masks[:, None].to(a.dtype), tuple(int(s) for s in a.shape[2:]))[:, 0]
-        blocks.append(_unit(pooled_features(a[0], w).reshape(-1)))
-    return _unit(torch.cat(blocks)).float().cpu().numpy()
+        blocks[name] = _unit(pooled_features(a[0], w).reshape(-1)).cpu().numpy()
+    return blocks
+
+
+def combine_blocks(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """Return the float32 unit embedding made of per-layer unit blocks (concatenated, L2-normalised)."""
+    return _unit(torch.from_numpy(np.concatenate([np.asarray(b, dtype=np.float64) for b in blocks]))).float().numpy()
+
+
+def embed_lesion(
+    model: LesionModel,
+    image: np.ndarray,
+    mask: np.ndarray,
+    spacing_kji: Sequence[float],
+    settings: EmbeddingSettings = EmbeddingSettings(),
+) -> np.ndarray:
+    """Return the float32 unit embedding of the lesion ``mask`` (k, j, i) in the normalised (C, k, j, i) ``image``."""
+    return combine_blocks(list(layer_blocks(model, image, mask, spacing_kji, settings).values()))
 
 
 def embed_lesions(
