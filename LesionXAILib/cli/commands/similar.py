@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
             result.instances.get(i)  # unknown ids fail here, naming the valid ones
     queries = result_table(model, args.subject, result, settings, ids)
     similar = find_similar(table, queries, args.k)
-    meta = {"library": str(library.path), "subject": args.subject, "k": args.k, "library_lesions": len(table),
+    from LesionXAILib.run_identity import run_ids
+
+    meta = {**run_ids(result.instances.labels), "library": str(library.path), "subject": args.subject, "k": args.k, "library_lesions": len(table),
             "excluded_subject": args.exclude_subject, "weights_sha256": identity["weights_sha256"], "layers": identity["layers"],
             "inputs": {"flair": str(args.flair), "t1": str(args.t1), "gt": args.gt}}  # fmt: skip
     paths = write_similar(out, similar, meta, protected)
