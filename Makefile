@@ -19,7 +19,7 @@ $(PY):
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet torch==$(TORCH_VERSION)
-	$(PIP) install --quiet -c constraints.txt -e ".[slicer,cohort,nnunet,dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[slicer,cohort,nnunet,library,dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
