@@ -84,6 +84,7 @@ def subject_lesions(model, seed: int, threshold: float, layers: tuple[str, ...])
     ph = generate_phantom(seed, PhantomSettings(n_lesions=20, fov_mm=FOV_MM, spacing=spacing, contrast_jitter=2.0))
     result = segment(ph.pair(), model, SegmentationSettings(threshold=threshold), ground_truth=ph.lesions)
     settings = EmbeddingSettings(layers=layers)
+    print(f"  seed {seed}: {len(result.instances.instances)} lesions", flush=True)
     rows = []
     for inst in result.instances.instances:
         blocks = layer_blocks(model, result.normalized, result.instances.labels == inst.id, result.geometry.spacing_kji, settings)
