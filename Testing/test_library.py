@@ -136,7 +136,7 @@ def test_a_library_of_another_models_embeddings_is_refused(demo, tmp_path):
         open_checked(tmp_path / "lib", library_identity(other, settings))
     with pytest.raises(ParameterError, match="another model"):
         LesionLibrary.create_or_open(tmp_path / "lib", library_identity(other, settings))
-    other_layers = EmbeddingSettings(layers=("decoder1",))
+    other_layers = EmbeddingSettings(layers=("bottleneck",))
     with pytest.raises(ParameterError, match="layers"):
         open_checked(tmp_path / "lib", library_identity(model, other_layers))
 
