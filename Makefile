@@ -19,7 +19,7 @@ $(PY):
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP) install --quiet torch==$(TORCH_VERSION)
-	$(PIP) install --quiet -c constraints.txt -e ".[slicer,cohort,nnunet,dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[slicer,cohort,nnunet,library,dev]"
 	# timm (a dependency of nnU-Net's dynamic_network_architectures, used only by its transformer architectures) pulls
 	# torchvision; PyPI's torchvision is built for the CUDA torch and fails to import with the CPU torch
 	# ("operator torchvision::nms does not exist"), and no CPU build is on PyPI. No LesionXAI path uses it: remove it

@@ -387,6 +387,9 @@ def _document(run, settings, scales, sections, panels, method, sequences, cam, r
     body.append('<section id="instances"><h2>Instance table</h2>')
     body.append(H.table(headers, rows, "instance-table", attrs, text_columns=(4, len(headers) - 1)))
     body.append("</section>")
+    from LesionXAILib.report.similar_panel import similar_section  # issue 21: "" without similar_lesions.json
+
+    body.append(similar_section(run.run_dir, run.summary.get("segmentation_id")))
     body.append('<section id="lesions"><h2>Lesion panels</h2>')
     body.append(_reading_guide(scales, method, cam, ring))
     for lesion, fig in panels:
