@@ -244,3 +244,22 @@ def test_an_output_inside_the_raw_subject_folders_is_refused(dataset):
     ds, spec = dataset
     with pytest.raises(ParameterError, match="holds the input"):
         run_cohort(ds, ds / "sub-01", SETTINGS, spec, bids=QUERY, compute=False)
+
+
+def test_a_manifest_cohort_can_write_bids_derivatives_too(dataset, tmp_path):
+    ds, spec = dataset
+    anat = ds / "sub-02" / "anat"
+    gt = ds / "derivatives" / "manual" / "sub-02" / "anat" / "sub-02_acq-3D_space-orig_desc-lesion_mask.nii.gz"
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(f"subject,flair,t1,gt\ncase_7,{anat / 'sub-02_acq-3D_FLAIR.nii.gz'},{anat / 'sub-02_T1w.nii.gz'},{gt}\n")
+    quick = CohortSettings(analysis=AnalysisSettings(explain=ExplainSettings(methods=("gradient",), roi_margin_mm=8.0)), metrics=None)
+    out = tmp_path / "out"
+    result = run_cohort(manifest, out, quick, spec, bids_out=True, report=False)
+    assert result.count("finished") == 1
+    assert (out / "subjects" / "case_7" / DONE_MARKER).exists()  # the store keeps its own layout
+    dseg = out / "sub-case7" / "anat" / "sub-case7_space-orig_desc-lesions_dseg.nii.gz"
+    assert _labels(str(dseg)) == sorted(int(r["id"]) for r in result.rows)
+    assert _validate(out) == []
+    # without --bids-out a manifest cohort writes no BIDS files, as before (an export writes its description even empty)
+    run_cohort(manifest, tmp_path / "plain", quick, spec, report=False, compute=False)
+    assert (tmp_path / "plain" / "cohort.json").exists() and not (tmp_path / "plain" / "dataset_description.json").exists()

@@ -99,6 +99,7 @@ def _layout(root: Path, derivative: bool = False):
         from bids import BIDSLayout
     except ImportError:  # pragma: no cover - the 'cohort' extra is missing
         raise ParameterError("BIDS input needs pybids: pip install 'lesionxai[cohort]'") from None
+    logging.getLogger("bidsschematools").setLevel(logging.WARNING)  # it reports which schema it loads, at INFO
     try:
         if derivative:
             return BIDSLayout(str(root), validate=False, is_derivative=True)
@@ -219,8 +220,9 @@ def discover_bids_subjects(root: str | os.PathLike, query: BidsQuery = BidsQuery
     for s in match.subjects:
         log.info("cohort: BIDS %s: FLAIR %s, T1w %s, lesion mask %s%s", s.id, _name(s.flair), _name(s.t1), _name(s.gt),
                  f" (cannot run: {s.problem})" if s.problem else "")  # fmt: skip
-    for s in match.skipped:
-        log.info("cohort: BIDS %s skipped: %s", s["what"], s["why"])
+    for s in match.skipped:  # skipped by the user's own filter: info; for want of images: a warning
+        level = logging.INFO if s["why"].startswith(("not in --", "has no session")) else logging.WARNING
+        log.log(level, "cohort: BIDS %s skipped: %s", s["what"], s["why"])
     return match
 
 
