@@ -15,7 +15,7 @@ from typing import Any
 UNKNOWN = "Column without a documented description"
 
 _FIXED: dict[str, dict[str, Any]] = {
-    "index": {"Description": "Label value of this lesion in the desc-lesions dseg image (the lesion id)."},
+    "index": {"Description": "Label value of this lesion in the desc-lesions dseg image (the lesion id).", "Format": "integer"},
     "name": {"Description": "Name of the label: 'lesion-<id>'."},
     "subject": {"Description": "Cohort subject id: sub-<label>[_ses-<label>] for BIDS input."},
     "id": {"Description": "Lesion (instance) id: its label value in the desc-lesions dseg image."},

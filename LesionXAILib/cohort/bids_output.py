@@ -46,6 +46,20 @@ SALIENCY_SUFFIX = "saliency"
 SHELLS_SUFFIX = "shells"
 BIDS_FILES = {DESCRIPTION_FILE, "participants.tsv", "participants.json", ".bidsignore", "README", "README.md", "CHANGES"}
 COUNT_COLUMNS = ("instances", "TP", "FP", "FN", "predicted")
+README_TEXT = """# LesionXAI lesion segmentation and per-lesion explanations
+
+BIDS-Derivatives written by LesionXAI {version} (`lesionxai cohort`; settings fingerprint {fingerprint}).
+
+- `*_desc-lesions_dseg.nii.gz`: lesion instances (voxel value = lesion id); `*_desc-lesions_dseg.tsv` lists
+  the ids with each lesion's status (TP/FP/FN/predicted), size, explanation statistics and metrics; its JSON
+  sidecar describes every column.
+- `*_label-lesion_probseg.nii.gz`: the model's lesion probability.
+- `*_label-lesion<id>_desc-<map>_saliency.nii.gz`, `*_label-lesion<id>_desc-context_shells.nii.gz`: per-lesion
+  explanation maps and context-probe shells (no BIDS suffix exists for them: listed in `.bidsignore`).
+- `participants.tsv`, `sub-*/sub-*_sessions.tsv`: lesion counts.
+
+The files named in `.bidsignore` are LesionXAI's working store (resume data, tables, the HTML report).
+"""
 
 
 def subject_entities(subject) -> tuple[tuple[str, str], ...]:
@@ -206,9 +220,14 @@ def export_derivatives(
         _export_subject(w, store.subject_dir(s.id), s, ent, raw)
 
     columns = ["participant_id", *COUNT_COLUMNS]
-    w.tsv(out / "participants.tsv", columns, [participants[k] for k in sorted(participants)])
+    w.tsv(out / "participants.tsv", columns, [participants[k] for k in sorted(participants)],
+          {"Description": "Lesion counts per participant, over its finished sessions."})
     for sub, rows in sorted(sessions.items()):
-        w.tsv(out / f"sub-{sub}" / f"sub-{sub}_sessions.tsv", ["session_id", *COUNT_COLUMNS], rows)
+        w.tsv(out / f"sub-{sub}" / f"sub-{sub}_sessions.tsv", ["session_id", *COUNT_COLUMNS], rows,
+              {"Description": "Lesion counts per finished session."})
+    readme = out / "README.md"
+    write_text(readme, README_TEXT.format(version=__version__, fingerprint=fingerprint))
+    w.note(readme)
     _write_bidsignore(out, w)
     _remove_stale(out, w.written)
     write_json(out / EXPORT_MANIFEST, w.written)
