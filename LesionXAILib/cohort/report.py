@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from LesionXAILib.cohort.bids_output import subject_link_html
 from LesionXAILib.cohort.plots import curves_png, group_distribution_png, png_data_uri
 from LesionXAILib.cohort.settings import CohortSettings
 from LesionXAILib.cohort.statistics import CONTEXT_COLUMN, finite_values, group_statistics
@@ -207,9 +208,10 @@ def render_report(result: "CohortResult", stats: dict[str, Any], settings: Cohor
         parts.append(_table(["part", "lesions", "seconds", "forward passes", "backward passes"], cost))
     parts.append("<h2>Subjects</h2>")
     subject_rows = []
+    by_id = {s.id: s for s in result.subjects}
     for sid in ids:
         o = result.outcomes[sid]
-        subject_rows.append([html.escape(sid), o.state, *[_fmt(o.counts.get(g, 0) if o.counts else None) for g in STATUSES],
+        subject_rows.append([subject_link_html(by_id[sid], result.out) or html.escape(sid), o.state, *[_fmt(o.counts.get(g, 0) if o.counts else None) for g in STATUSES],
                              _fmt(o.seconds), html.escape(o.error or "")])  # fmt: skip
     parts.append(_table(["subject", "state", *STATUSES, "seconds", "error"], subject_rows))
     parts.append("<h2>Settings</h2><pre>" + html.escape(json.dumps({"settings": settings.to_dict(), "model": model}, indent=2)) + "</pre>")

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from LesionXAILib.cohort.bids_input import BidsQuery, discover_bids_subjects, is_bids_dataset
+from LesionXAILib.cohort.bids_output import check_bids_output, export_derivatives
 from LesionXAILib.cohort.lock import OutputLock
 from LesionXAILib.cohort.settings import CohortSettings, ModelSpec, model_identity
 from LesionXAILib.cohort.store import CohortStore
@@ -77,6 +79,8 @@ def run_cohort(
     on_outcome: Optional[Callable[[SubjectOutcome], None]] = None,
     on_plan: Optional[Callable[[int, int], None]] = None,
     wait: bool = False,
+    bids: Optional[BidsQuery] = None,
+    bids_out: Optional[bool] = None,
 ) -> CohortResult:
     """Return the CohortResult of computing every unfinished subject of ``source`` (folder, manifest or list) into ``out``.
 
@@ -84,13 +88,23 @@ def run_cohort(
     ``progress`` gets the fraction of the subjects to compute that is done; ``on_plan(to_compute, total)``
     is called once before computing starts; ``on_outcome`` after each subject. ``out`` is locked for the
     whole run (``cohort.lock.OutputLock``): another run there is refused, naming the first, or with ``wait`` waited for.
+    A BIDS dataset ``source`` is queried with ``bids`` (``cohort.bids_input``); ``bids_out`` (default: when the input
+    is BIDS) lays the finished subjects out in ``out`` as BIDS-Derivatives after the run (``cohort.bids_output``).
     """
     start = time.perf_counter()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"output '{out}' exists and is not a directory")
-    subjects = list(source) if isinstance(source, (list, tuple)) else discover_subjects(source, exclude=out)
+    match = None
+    if not isinstance(source, (list, tuple)) and is_bids_dataset(source):
+        match = discover_bids_subjects(source, bids or BidsQuery())
+        subjects = sorted(match.subjects, key=lambda s: s.id)
+    else:
+        subjects = list(source) if isinstance(source, (list, tuple)) else discover_subjects(source, exclude=out, bids=bids)
     _check_out_not_an_input(out, subjects)
+    bids_out = (match is not None) if bids_out is None else bool(bids_out)
+    if bids_out:
+        check_bids_output(out, subjects)
     if workers < 0:
         raise ParameterError(f"workers must be >= 0 (0 = serial in this process), got {workers}")
     if correction not in ("holm", "bh"):
@@ -101,7 +115,8 @@ def run_cohort(
         fingerprint = settings.fingerprint(identity)
         store = CohortStore(out)
         record = {"settings": settings.to_dict(), "model": identity,
-                  "subjects": [s.to_dict() for s in subjects]}  # fmt: skip
+                  "subjects": [s.to_dict() for s in subjects],
+                  **({"bids_input": match.to_dict()} if match is not None else {})}  # fmt: skip
         store.check_settings(fingerprint, record, overwrite)
         ids = [s.id for s in subjects]
         store.clean_stale(ids, fingerprint)
@@ -151,6 +166,9 @@ def run_cohort(
             store.write_failures([{"subject": o.subject, "error": o.error, "detail": o.detail} for o in outcomes.values() if o.state == FAILED])
         result = CohortResult(out, subjects, outcomes, rows, fingerprint, time.perf_counter() - start)
         result.paths = {"instances": out / "instances.csv", "subjects": out / "subjects.csv"}
+        if bids_out:  # before the report, which links the subjects' derivatives folders
+            export_derivatives(out, subjects, fingerprint, settings.to_dict(), identity, match.root if match else None)
+            result.paths["bids"] = out / "dataset_description.json"
         if report:
             from LesionXAILib.cohort.report import write_cohort_report
 

@@ -13,6 +13,9 @@ of a longer name after ``_`` or ``-`` (``sub-01_FLAIR.nii.gz``):
 Manifest: a CSV file with a header ``subject,flair,t1,gt`` (``gt`` optional or empty; ``id`` and
 ``mprage`` are accepted for ``subject`` and ``t1``); relative paths are relative to the CSV file.
 Subject ids name output folders, so they may hold only letters, digits, ``.``, ``_`` and ``-``.
+
+BIDS: a folder holding ``dataset_description.json`` is queried with pybids instead
+(``cohort.bids_input``: one subject per BIDS subject and session, masks from a named derivatives pipeline).
 """
 
 from __future__ import annotations
@@ -48,10 +51,15 @@ class Subject:
     t1: Optional[str]
     gt: Optional[str] = None
     problem: Optional[str] = None
+    # BIDS input: (file-name key, label) pairs of the FLAIR in BIDS order, e.g. (("sub", "01"), ("ses", "1"))
+    entities: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict:
         """Return a JSON-serialisable dict."""
-        return {"subject": self.id, "flair": self.flair, "t1": self.t1, "gt": self.gt, "problem": self.problem}
+        d = {"subject": self.id, "flair": self.flair, "t1": self.t1, "gt": self.gt, "problem": self.problem}
+        if self.entities:
+            d["bids"] = dict(self.entities)
+        return d
 
 
 def check_subject_id(subject_id: str, where: str = "") -> str:
@@ -147,14 +155,22 @@ def _manifest_path(row: dict, column: Optional[str], base: Path) -> Optional[str
     return str(p if p.is_absolute() else (base / p))
 
 
-def discover_subjects(source: str | os.PathLike, exclude: Optional[str | os.PathLike] = None) -> list[Subject]:
-    """Return the cohort's subjects, sorted by id, from a folder of subject folders or a CSV manifest.
+def discover_subjects(source: str | os.PathLike, exclude: Optional[str | os.PathLike] = None, bids=None) -> list[Subject]:
+    """Return the cohort's subjects, sorted by id, from a folder of subject folders, a CSV manifest or a BIDS dataset.
 
     ``exclude`` (e.g. the output folder, if it lies inside the input) is never taken for a subject.
+    ``bids`` (a ``cohort.bids_input.BidsQuery``) filters a BIDS dataset; giving it for other input is an error.
     """
+    from LesionXAILib.cohort.bids_input import BidsQuery, discover_bids_subjects, is_bids_dataset
+
     src = Path(source)
     if not src.exists():
         raise ParameterError(f"cohort input '{src}' does not exist")
+    if is_bids_dataset(src):
+        return sorted(discover_bids_subjects(src, bids or BidsQuery()).subjects, key=lambda s: s.id)
+    if bids is not None and bids != BidsQuery():
+        raise ParameterError(f"cohort input '{src}' is not a BIDS dataset (no dataset_description.json): "
+                             "--participant-label, --session-label, --acq and --gt-derivative need one")  # fmt: skip
     if src.is_file():
         if src.suffix.lower() != ".csv":
             raise ParameterError(f"cohort input '{src}' must be a folder of subject folders or a .csv manifest")

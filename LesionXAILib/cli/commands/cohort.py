@@ -29,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from LesionXAILib.metrics.settings import METRICS
 
     parser.add_argument("--input", required=True, metavar="DIR|CSV",
-                        help="folder with one folder per subject (flair.nii.gz, t1.nii.gz, optional lesions.nii.gz; "
-                             "aliases: mprage/t1w, gt/ground_truth/lesion_mask) or a CSV manifest subject,flair,t1,gt")  # fmt: skip
+                        help="a BIDS dataset (dataset_description.json; read with pybids), a folder with one folder per subject "
+                             "(flair.nii.gz, t1.nii.gz, optional lesions.nii.gz; aliases: mprage/t1w, gt/ground_truth/lesion_mask) "
+                             "or a CSV manifest subject,flair,t1,gt")  # fmt: skip
     parser.add_argument("--out", required=True, help="output folder (created; an earlier run there is resumed)")
     add_image_limit_argument(parser)
     gt = parser.add_mutually_exclusive_group()
@@ -39,6 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gt.add_argument("--no-gt", dest="ground_truth", action="store_const", const="ignore", help="ignore ground-truth masks")
     add_model_arguments(parser)
     add_segmentation_arguments(parser)
+
+    g = parser.add_argument_group("BIDS input and output")
+    g.add_argument("--participant-label", nargs="+", default=(), metavar="LABEL", help="BIDS input: only these subjects (01 or sub-01)")
+    g.add_argument("--session-label", nargs="+", default=(), metavar="LABEL", help="BIDS input: only these sessions (1 or ses-1)")
+    g.add_argument("--acq", action="append", default=[], metavar="[SUFFIX=]LABEL",
+                   help="BIDS input: only images with this acq label; SUFFIX FLAIR or T1w chooses for one image (--acq FLAIR=3D); repeatable")  # fmt: skip
+    g.add_argument("--gt-derivative", default=None, metavar="NAME|DIR",
+                   help="BIDS input: lesion masks from derivatives/NAME (or a derivatives folder): "
+                        "*_desc-lesion_mask, *_label-lesion_mask or *_desc-lesions_dseg per subject and session")  # fmt: skip
+    g.add_argument("--bids-out", action=argparse.BooleanOptionalAction, default=None,
+                   help="also lay the results out in --out as BIDS-Derivatives (default: yes for BIDS input)")
 
     g = parser.add_argument_group("explanations")
     g.add_argument("--methods", default=None,
@@ -144,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     """Run (or resume) the cohort and write tables, statistics and the report; return 0, or 1 if a subject failed."""
     from tqdm import tqdm
 
+    from LesionXAILib.cohort.bids_input import BidsQuery
     from LesionXAILib.cohort.runner import run_cohort
     from LesionXAILib.cohort.settings import ModelSpec
 
@@ -182,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_cohort(args.input, args.out, settings, spec, workers=workers, scheduler=args.scheduler,
                             overwrite=args.overwrite, correction=args.correction, compute=not args.report_only,
-                            progress=progress, on_outcome=on_outcome, on_plan=plan, wait=args.wait)  # fmt: skip
+                            progress=progress, on_outcome=on_outcome, on_plan=plan, wait=args.wait,
+                            bids=BidsQuery(tuple(args.participant_label), tuple(args.session_label), tuple(args.acq), args.gt_derivative),
+                            bids_out=args.bids_out)  # fmt: skip
     finally:
         bar.close()
     groups = ", ".join(f"{g} {n}" for g, n in (result.statistics or {}).get("groups", {}).items()) or "no instances"
