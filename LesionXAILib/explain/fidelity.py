@@ -229,12 +229,18 @@ def check_voxels(mask: np.ndarray, aggregation: str) -> list[np.ndarray]:
 
 def _gradients(model: LesionModel, crop_image: torch.Tensor, crop_mask: torch.Tensor, layer) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Return (dS/dx (C, ...), dS/dA at ``layer`` or None) of the sum target on one crop, one pass."""
+    from LesionXAILib.explain.pass_network import channels_last, pass_model
+
     captured: list[torch.Tensor] = []
     handle = None
+    # the pass runs on the folded channels-last copy; the hooked layer keeps its own output there
+    name = next((n for n, m in model.network.named_modules() if m is layer), None) if layer is not None else None
+    model = pass_model(model, () if name is None else (name,))
     if layer is not None:
+        layer = dict(model.network.named_modules()).get(name, layer) if name is not None else layer
         handle = layer.register_forward_hook(lambda m, a, out: captured.append(out))
     try:
-        x = crop_image[None].detach().clone().requires_grad_(True)
+        x = channels_last(crop_image[None].detach()).clone().requires_grad_(True)
         z = model.lesion_logit(model(x))
         score = (z[0, 0] * crop_mask.to(z.dtype)).sum()
         wrt = [x] + captured[:1]
