@@ -14,8 +14,9 @@ every lesion), untimed and reported. LesionXAI is then timed in up to three vari
 'guarded' (calibrated model, the per-lesion fidelity guard on: what users get), 'unchecked' (the
 same, guard off: the guard's cost is the difference, same run) and 'auto' (the uncalibrated model,
 calibrated automatically on the timed subject first; that one-time cost is printed separately); a
-'_plain' suffix (e.g. 'guarded_plain') runs the variant with LESIONXAI_PASS_NETWORK=0, i.e. on the
-network as loaded instead of its folded channels-last copy (explain/pass_network.py).
+'_plain' suffix (e.g. 'guarded_plain') runs the variant with LESIONXAI_PASS_NETWORK=0 and
+LESIONXAI_GROUPED_CHECKS=0: on the network as loaded instead of its folded channels-last copy
+(explain/pass_network.py) and with one fidelity check per pass (explain/grouping.py).
 Per lesion the maps are compared with the naive full-volume maps (Pearson r and captured |attribution|:
 *measured*), next to the guard's own figures (captured and r against its wider reference crop:
 *estimated*). --margin-mm skips the calibration and times that margin. --bn-stats phantom gives a
@@ -127,8 +128,9 @@ def _worker_ours(work: Path, args, aggregation: str, variant: str = "guarded") -
     from LesionXAILib.explain.api import iter_explanations
 
     os.environ["LESIONXAI_CACHE_DIR"] = str(work / f"cache_{aggregation}")  # the auto-calibration starts from nothing
-    if variant.endswith("_plain"):  # the same run on the user's network as loaded (no folded channels-last copy)
+    if variant.endswith("_plain"):  # the same run without this stop's speed-ups: network as loaded, one check per pass
         os.environ["LESIONXAI_PASS_NETWORK"] = "0"
+        os.environ["LESIONXAI_GROUPED_CHECKS"] = "0"
         variant = variant[: -len("_plain")]
     image, geometry, masks, meta = _load(work)
     model, _ = _network(args, work)
