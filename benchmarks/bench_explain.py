@@ -326,7 +326,7 @@ def main() -> None:
     ap.add_argument("--bn-stats", choices=("default", "phantom"), default="default",
                     help="random-init networks: keep BN defaults, or set realistic statistics from phantom crops (explain_subject.set_phantom_bn_stats)")
     ap.add_argument("--variants", default="guarded,unchecked,auto",
-                    help="LesionXAI runs to time (guarded, unchecked, auto; a '_plain' suffix: without the folded channels-last copy)")
+                    help="LesionXAI runs to time (guarded, unchecked, auto; a '_plain' suffix: without the pass network and grouped checks)")
     ap.add_argument("--samples-calibration", type=int, default=2, help="SmoothGrad samples of the sum calibration (default 2)")
     ap.add_argument("--naive-lesions", type=int, default=0, help="time the naive sum loop on this many lesions (0: all)")
     ap.add_argument("--skip", choices=("sum", "max"), default=None)

@@ -7,7 +7,7 @@ which removes one elementwise pass forward and one backward per norm layer. The 
 channels-last (``torch.channels_last_3d``), the layout oneDNN's CPU 3D convolutions are fastest in.
 Both are exact up to float rounding (other summation order); measured on 2 CPU threads, one forward +
 backward of 8 copies of a 64^3 crop (benchmarks/bench_pass_network.py): demo model 2.0 -> 1.1 s CPU,
-anchor-size U-Net 1.1 -> 1.0 s CPU.
+anchor-size U-Net 1.1 -> 1.0 s CPU (shared machine; see the README "Measured performance").
 
 Only (convolution, batch norm) pairs that are neighbours in a plain ``nn.Sequential`` (whose forward
 feeds each child's output to the next child only; MONAI's ``Convolution``/``ADN`` blocks are such) are
