@@ -150,7 +150,7 @@ def _build(model: LesionModel, keep: tuple[str, ...]) -> LesionModel:
 
 def pass_model(model: LesionModel, keep: Sequence[str] = ()) -> LesionModel:
     """Return the model gradient passes run on: the folded channels-last copy of ``model`` (cached), or ``model`` itself."""
-    if model.training or isinstance(model.network, torch.jit.ScriptModule) or not enabled():
+    if model.training or isinstance(model.network, torch.jit.ScriptModule) or not enabled() or _watched(model):
         return model
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype not in (torch.float32, torch.float64):
@@ -168,6 +168,11 @@ def pass_model(model: LesionModel, keep: Sequence[str] = ()) -> LesionModel:
             del entries[old]
         entries[key] = fast
     return fast
+
+
+def _watched(model: LesionModel) -> bool:
+    """Return True if hooks observe the model's own calls (e.g. metrics/cost.count_passes): a copy would bypass them."""
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in (model, model.network))
 
 
 def enabled() -> bool:
