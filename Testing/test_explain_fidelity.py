@@ -142,6 +142,32 @@ def test_check_figures_equal_a_direct_comparison_when_the_reference_is_the_whole
     assert check["pearson_r"] == pytest.approx(r(crop, ref), abs=1e-9)
 
 
+def test_first_checks_batched_by_crop_shape_equal_the_per_lesion_checks(subject):
+    from LesionXAILib.explain import grouping
+
+    image, geo, _ = subject
+    masks = [box_mask(SHAPE, *LESION), box_mask(SHAPE, (8, 8, 8), (10, 10, 10)), box_mask(SHAPE, (28, 10, 26), (30, 12, 28)),
+             box_mask(SHAPE, (10, 26, 12), (13, 28, 14))]  # fmt: skip
+    model = wide_model(margin_mm=3.0)
+    boxes = [explain_box(m, geo.spacing_kji, 3.0, model.size_divisor) for m in masks]
+    assert len({b.shape for b in boxes}) < len(boxes)  # some crops share a shape, hence a batched pass
+    layer = ("down", model.network.down)
+    settings = ExplainSettings(methods=("gradient",), roi_margin_mm=3.0)
+    memo = grouping.prefill_checks(model, image, masks, geo.spacing_kji, settings, "chosen", layer, None)
+    assert len(memo) == len(masks)
+    for m in masks:
+        want_margin, want = fidelity.checked_fidelity(model, image, m, geo.spacing_kji, 3.0, "chosen", "sum", layer[1], None, "down")
+        got_margin, got = fidelity.checked_fidelity(model, image, m, geo.spacing_kji, 3.0, "chosen", "sum", layer[1], memo, "down")
+        assert got_margin == want_margin and got["obtained"] == want["obtained"]
+        for key in ("captured", "pearson_r", "cam_captured"):
+            assert got[key] == pytest.approx(want[key], rel=1e-9, abs=1e-12)
+        assert [(c["margin_mm"], c["passes"]) for c in got["checks"]] == [(c["margin_mm"], c["passes"]) for c in want["checks"]]
+        for a, b in zip(got["checks"], want["checks"]):
+            assert a["captured"] == pytest.approx(b["captured"], rel=1e-9) and a["pearson_r"] == pytest.approx(b["pearson_r"], rel=1e-9)
+        assert got["check_seconds"] > 0 and "prefilled" not in got
+        assert fidelity.checked_fidelity(model, image, m, geo.spacing_kji, 3.0, "chosen", "sum", layer[1], memo, "down")[1]["check_seconds"] == 0.0
+
+
 def test_guard_for_max_aggregation_matches_the_per_voxel_whole_volume_loop(subject):
     image, geo, _ = subject
     mask = box_mask(SHAPE, (19, 19, 19), (21, 20, 20))  # 2 voxels

@@ -136,6 +136,18 @@ def test_preset_fills_unset_options_and_explicit_ones_win():
         get_preset("nope")
 
 
+def test_library_defaults_are_what_the_command_line_ships():
+    # a Python-API explanation with default settings must be the one `lesionxai explain` writes without options
+    from LesionXAILib.explain.settings import ExplainSettings
+    from LesionXAILib.presets import BUILTIN_DEFAULTS
+
+    plain = _namespace()
+    apply_preset(plain)
+    api = ExplainSettings()
+    assert ",".join(api.methods) == plain.methods == BUILTIN_DEFAULTS["methods"]
+    assert (api.samples, api.noise_level, api.aggregation) == (plain.samples, plain.noise_level, plain.aggregation)
+
+
 def test_preset_threshold_and_cam_layer_follow_the_network():
     from explain_fixtures import tiny_model, tiny_unet
 

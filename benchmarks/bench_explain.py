@@ -13,7 +13,10 @@ calibrate` does (explain/margin_calibration.py: margin -> fidelity against whole
 every lesion), untimed and reported. LesionXAI is then timed in up to three variants (--variants):
 'guarded' (calibrated model, the per-lesion fidelity guard on: what users get), 'unchecked' (the
 same, guard off: the guard's cost is the difference, same run) and 'auto' (the uncalibrated model,
-calibrated automatically on the timed subject first; that one-time cost is printed separately).
+calibrated automatically on the timed subject first; that one-time cost is printed separately); a
+'_plain' suffix (e.g. 'guarded_plain') runs the variant with LESIONXAI_PASS_NETWORK=0 and
+LESIONXAI_GROUPED_CHECKS=0: on the network as loaded instead of its folded channels-last copy
+(explain/pass_network.py) and with one fidelity check per pass (explain/grouping.py).
 Per lesion the maps are compared with the naive full-volume maps (Pearson r and captured |attribution|:
 *measured*), next to the guard's own figures (captured and r against its wider reference crop:
 *estimated*). --margin-mm skips the calibration and times that margin. --bn-stats phantom gives a
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -124,6 +128,10 @@ def _worker_ours(work: Path, args, aggregation: str, variant: str = "guarded") -
     from LesionXAILib.explain.api import iter_explanations
 
     os.environ["LESIONXAI_CACHE_DIR"] = str(work / f"cache_{aggregation}")  # the auto-calibration starts from nothing
+    if variant.endswith("_plain"):  # the same run without this stop's speed-ups: network as loaded, one check per pass
+        os.environ["LESIONXAI_PASS_NETWORK"] = "0"
+        os.environ["LESIONXAI_GROUPED_CHECKS"] = "0"
+        variant = variant[: -len("_plain")]
     image, geometry, masks, meta = _load(work)
     model, _ = _network(args, work)
     if variant != "auto":
@@ -285,10 +293,12 @@ def _report(title: str, variants: dict[str, tuple[dict, list[dict]]], naive: dic
             print(f"   lesion {r['id']:3d}: {r['voxels']:5d} voxels  r={r['r']:.4f}  r_flair={r['r_flair']:.4f}  mass={r['captured_mass']:.4f}{timing}{guard}")
             if ours.get("windows"):
                 print(f"              {ours['windows'][str(r['id'])]}")
-    if "guarded" in variants and "unchecked" in variants:
-        g, u = variants["guarded"][0], variants["unchecked"][0]
-        print(f"-- guard cost (same run): guarded {g['per_lesion']:.3f} vs unchecked {u['per_lesion']:.3f} s/lesion wall "
-              f"(+{100 * (g['per_lesion'] / u['per_lesion'] - 1):.1f} %), CPU +{100 * (g['cpu_per_lesion'] / u['cpu_per_lesion'] - 1):.1f} %")
+    for suffix in ("", "_plain"):
+        if f"guarded{suffix}" in variants and f"unchecked{suffix}" in variants:
+            g, u = variants[f"guarded{suffix}"][0], variants[f"unchecked{suffix}"][0]
+            print(f"-- guard cost{suffix} (same run): guarded {g['per_lesion']:.3f} vs unchecked {u['per_lesion']:.3f} s/lesion wall "
+                  f"(+{100 * (g['per_lesion'] / u['per_lesion'] - 1):.1f} %), CPU +{100 * (g['cpu_per_lesion'] / u['cpu_per_lesion'] - 1):.1f} %")
+    print(f"-- load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())} (1, 5, 15 min)")
 
 
 def _report_calibration(aggregation: str, cal: dict) -> None:
@@ -315,7 +325,8 @@ def main() -> None:
     ap.add_argument("--calibration-margins", type=float, nargs="+", default=[6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0, 48.0])
     ap.add_argument("--bn-stats", choices=("default", "phantom"), default="default",
                     help="random-init networks: keep BN defaults, or set realistic statistics from phantom crops (explain_subject.set_phantom_bn_stats)")
-    ap.add_argument("--variants", default="guarded,unchecked,auto", help="LesionXAI runs to time (guarded, unchecked, auto)")
+    ap.add_argument("--variants", default="guarded,unchecked,auto",
+                    help="LesionXAI runs to time (guarded, unchecked, auto; a '_plain' suffix: without the pass network and grouped checks)")
     ap.add_argument("--samples-calibration", type=int, default=2, help="SmoothGrad samples of the sum calibration (default 2)")
     ap.add_argument("--naive-lesions", type=int, default=0, help="time the naive sum loop on this many lesions (0: all)")
     ap.add_argument("--skip", choices=("sum", "max"), default=None)
@@ -351,6 +362,8 @@ def main() -> None:
     max_id = max_ids[0]
     print(f"network : {model_desc}" + (f"; {bn}" if bn else ""))
     print(f"subject : {subject['source']}; grid {subject['image'].shape[1:]} (k,j,i); {len(masks)} lesions, sizes {sorted(sizes)} voxels")
+    print(f"command : {' '.join([Path(sys.executable).name, 'benchmarks/bench_explain.py'] + sys.argv[1:])}")
+    print(f"load    : {' '.join(f'{v:.1f}' for v in os.getloadavg())} (1, 5, 15 min average at the start; 2 cores)")
     print(f"threads : torch {torch.get_num_threads()}; samples {args.samples} (sum), {args.max_samples} (max, lesion {max_id}: {sizes[max_id - 1]} voxels)")
     passthrough = [a for a in sys.argv[1:]]
     with tempfile.TemporaryDirectory(prefix="bench_explain_") as tmp:

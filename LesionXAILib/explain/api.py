@@ -23,6 +23,7 @@ from LesionXAILib.explain.cam import LayerActivations, resolve_layer
 from LesionXAILib.explain.cam import layer_activations as compute_layer_activations
 from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.explanation import Explanation
+from LesionXAILib.explain.grouping import prefill_checks
 from LesionXAILib.explain.methods.base import BatchContext, check_image
 from LesionXAILib.explain.model_state import check_model, explaining
 from LesionXAILib.explain.region import auto_batch_size, explain_box, explain_crop, group_by_box
@@ -119,6 +120,9 @@ def iter_explanations(
     if cam_layer is not None and layer_activations is not None:
         full_cam = check_layer_activations(layer_activations, cam_layer, image.shape[1:], model.size_divisor)
     with explaining(model):
+        # issue 15: every lesion's first fidelity check in batches of equal-shaped crops (explain/grouping.py)
+        fidelity_memo = prefill_checks(model, image, [t.mask for t in targets], geometry.spacing_kji, settings, source,
+                                       check_layer, fidelity_memo)  # fmt: skip
         plans = [
             _fidelity_plan(model, image, t.mask, geometry, settings, source, check_layer, fidelity_memo)
             for t in targets

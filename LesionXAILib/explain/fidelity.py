@@ -227,21 +227,37 @@ def check_voxels(mask: np.ndarray, aggregation: str) -> list[np.ndarray]:
 
 def _gradients(model: LesionModel, crop_image: torch.Tensor, crop_mask: torch.Tensor, layer) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Return (dS/dx (C, ...), dS/dA at ``layer`` or None) of the sum target on one crop, one pass."""
+    gx, ga = batch_gradients(model, crop_image[None], crop_mask[None], layer)
+    return gx[0], None if ga is None else ga[0]
+
+
+def batch_gradients(model: LesionModel, images: torch.Tensor, masks: torch.Tensor, layer) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Return (dS_b/dx_b (B, C, ...), dS_b/dA_b at ``layer`` or None) of each crop b's own sum target, one pass.
+
+    One backward pass of sum_b S_b: in eval mode the batch elements do not interact, so the gradient
+    with respect to crop b is exactly that of its own target S_b.
+    """
+    from LesionXAILib.explain.pass_network import channels_last, pass_model
+
     captured: list[torch.Tensor] = []
     handle = None
+    # the pass runs on the folded channels-last copy; the hooked layer keeps its own output there
+    name = next((n for n, m in model.network.named_modules() if m is layer), None) if layer is not None else None
+    model = pass_model(model, () if name is None else (name,))
     if layer is not None:
+        layer = dict(model.network.named_modules()).get(name, layer) if name is not None else layer
         handle = layer.register_forward_hook(lambda m, a, out: captured.append(out))
     try:
-        x = crop_image[None].detach().clone().requires_grad_(True)
+        x = channels_last(images.detach()).clone().requires_grad_(True)
         z = model.lesion_logit(model(x))
-        score = (z[0, 0] * crop_mask.to(z.dtype)).sum()
+        score = (z[:, 0] * masks.to(z.dtype)).sum()
         wrt = [x] + captured[:1]
         grads = torch.autograd.grad(score, wrt, allow_unused=True)
     finally:
         if handle is not None:
             handle.remove()
-    ga = grads[1][0] if len(grads) > 1 and grads[1] is not None else None
-    return grads[0][0].detach(), None if ga is None else ga.detach()
+    ga = grads[1] if len(grads) > 1 and grads[1] is not None else None
+    return grads[0].detach(), None if ga is None else ga.detach()
 
 
 def _crop(model: LesionModel, image: np.ndarray, mask: np.ndarray, box: CropBox) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,6 +305,12 @@ def check_crop(
     wide, wide_mm, exact = reference_box(mask, spacing_kji, margin_mm, divisor)
     gw, aw = _gradients(model, *_crop(model, image, mask, work), layer)
     gr, ar = _gradients(model, *_crop(model, image, mask, wide), layer)
+    return check_figures(work, wide, wide_mm, exact, gw, gr, ar)
+
+
+def check_figures(work: CropBox, wide: CropBox, wide_mm: float, exact: bool, gw: torch.Tensor, gr: torch.Tensor,
+                  ar: Optional[torch.Tensor]) -> dict[str, Any]:  # fmt: skip
+    """Return :func:`check_crop`'s figures from the gradients on the working crop (gw) and the reference crop (gr, ar)."""
     region = _offset(work, wide)
     inner = (slice(None),) + tuple(slice(s.start, min(s.stop, n)) for s, n in zip(region, wide.shape))
     gw_in = torch.zeros_like(gr)
@@ -325,18 +347,25 @@ def guard_margin(
     margin_mm: float,
     aggregation: str,
     layer=None,
+    first: Optional[list[dict[str, Any]]] = None,
+    first_seconds: float = 0.0,
 ) -> tuple[Optional[float], dict[str, Any]]:
     """Return (margin that passes the rule, or None for the whole volume; the fidelity figures and checks).
 
     Widens ``margin_mm`` to each failed check's reference margin until a check passes; a failure
-    against the whole volume means the whole volume (exact, captured 1, r 1).
+    against the whole volume means the whole volume (exact, captured 1, r 1). ``first``: the
+    :func:`check_crop` results at ``margin_mm`` computed before (batched with other lesions,
+    :mod:`LesionXAILib.explain.grouping`), taking ``first_seconds``.
     """
-    started = time.perf_counter()
+    started = time.perf_counter() - first_seconds
     checks = []
     margin: Optional[float] = float(margin_mm)
     masks = check_voxels(mask, aggregation)
     while True:
-        results = [check_crop(model, image, m, spacing_kji, margin, layer) for m in masks]
+        if first is not None:
+            results, first = first, None
+        else:
+            results = [check_crop(model, image, m, spacing_kji, margin, layer) for m in masks]
         worst = min(results, key=lambda c: (c["passes"], c["captured"], c["pearson_r"]))
         worst = {**worst, "captured": min(c["captured"] for c in results), "pearson_r": min(c["pearson_r"] for c in results)}
         cams = [c["cam_captured"] for c in results if c["cam_captured"] is not None]
@@ -426,15 +455,25 @@ def checked_fidelity(
     layer=None,
     memo: Optional[dict] = None,
     layer_name: Optional[str] = None,
+    first: Optional[list[dict[str, Any]]] = None,
+    first_seconds: float = 0.0,
 ) -> tuple[Optional[float], dict[str, Any]]:
-    """Return (margin to explain on or None = whole volume, fidelity record) of one lesion after the per-lesion check."""
+    """Return (margin to explain on or None = whole volume, fidelity record) of one lesion after the per-lesion check.
+
+    ``first``/``first_seconds``: see :func:`guard_margin`. A record put in ``memo`` by
+    :func:`LesionXAILib.explain.grouping.prefill_checks` is returned once with its check time, then as a reuse.
+    """
     key = None
     if memo is not None:
-        key = (hashlib.sha1(np.packbits(np.asarray(mask, bool)).tobytes()).hexdigest(), float(margin_mm), _key(aggregation), layer_name)
+        key = memo_key(mask, margin_mm, aggregation, layer_name)
         if key in memo:  # the same lesion checked before (e.g. an earlier stage): same margin, no new passes
             margin, fid = memo[key]
+            if fid.get("prefilled"):  # checked moments ago in a batch for this very call: its time is this lesion's
+                fid = {k: v for k, v in fid.items() if k != "prefilled"}
+                memo[key] = (margin, fid)
+                return margin, fid
             return margin, {**fid, "check_seconds": 0.0}
-    margin, fid = guard_margin(model, image, mask, spacing_kji, margin_mm, aggregation, layer)
+    margin, fid = guard_margin(model, image, mask, spacing_kji, margin_mm, aggregation, layer, first, first_seconds)
     if margin is None:
         fid = {**whole_volume_fidelity(source), "checks": fid["checks"], "check_seconds": fid["check_seconds"],  # fmt: skip
                "note": "crops failed the fidelity rule: explained on the whole volume"}  # fmt: skip
@@ -447,6 +486,11 @@ def checked_fidelity(
     if memo is not None:
         memo[key] = (margin, fid)
     return margin, fid
+
+
+def memo_key(mask: np.ndarray, margin_mm: float, aggregation: str, layer_name: Optional[str]) -> tuple:
+    """Return the key of one lesion's check in a fidelity memo (mask hash, margin, target kind, CAM layer)."""
+    return (hashlib.sha1(np.packbits(np.asarray(mask, bool)).tobytes()).hexdigest(), float(margin_mm), _key(aggregation), layer_name)
 
 
 def write_run_calibration(model: LesionModel, out_dir, protected=()) -> Optional[Path]:

@@ -25,7 +25,7 @@ log = logging.getLogger("LesionXAILib.cli")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's options."""
     from LesionXAILib.explain.registry import available_methods, method_default
-    from LesionXAILib.explain.settings import AGGREGATIONS, DEFAULT_MAX_ROI_MARGIN_MM, DEFAULT_ROI_MARGIN_MM
+    from LesionXAILib.explain.settings import AGGREGATIONS
     from LesionXAILib.metrics.settings import METRICS
 
     parser.add_argument("--input", required=True, metavar="DIR|CSV",
@@ -60,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--noise-level", type=float, default=None, help="SmoothGrad sigma / FLAIR range (default 0.05)")
     g.add_argument("--seed", type=int, default=0, help="SmoothGrad noise seed (default 0)")
     g.add_argument("--margin-mm", type=float, default=None,
-                   help=f"crop margin in mm (default: the model's calibrated margin, else {DEFAULT_ROI_MARGIN_MM:g}; "
-                        f"max aggregation: {DEFAULT_MAX_ROI_MARGIN_MM:g} around each voxel)")  # fmt: skip
+                   help="crop margin in mm (default: the model's calibrated margin; an uncalibrated model is calibrated on "
+                        "the first subject, cached by its weights, else the whole volume; every lesion's crop is checked and "
+                        "widened below r 0.995 / captured 0.98; max aggregation: around each voxel)")  # fmt: skip
     g.add_argument("--cam-layer", default=None, help="CAM layer module name (default: documented decoder layer)")
 
     g = parser.add_argument_group("context probe")
