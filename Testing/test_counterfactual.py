@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_counterfactual_support import one_thread  # noqa: F401  (autouse: one thread per module)
 from scipy import ndimage
 
 from LesionXAILib.counterfactual import CounterfactualSettings, lesion_counterfactual, plan
@@ -31,13 +32,6 @@ from test_counterfactual_support import (
 N = 90  # the detector's size threshold (load); the blob's load is about 123
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the tiny networks gain nothing from threads, and on a shared machine OpenMP's waiting costs minutes
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
+from test_counterfactual_support import one_thread  # noqa: F401  (autouse: one thread per module)
 
 from LesionXAILib.cli.main import main
 from test_counterfactual_support import ConstantDetector, SizeDetector, geometry, subject_arrays, write_image, write_model
@@ -17,13 +17,6 @@ FILES = ("counterfactual_flair.nii.gz", "counterfactual_mprage.nii.gz", "displac
          "intensity_change.nii.gz", "counterfactual.json")  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the tiny networks gain nothing from threads, and on a shared machine OpenMP's waiting costs minutes
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_subject(directory, radius: float = 3.0):

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
@@ -123,3 +124,12 @@ def write_model(directory: Path, module: nn.Module, normalization: str = "none")
     config_path = directory / "detector.json"
     config_path.write_text(json.dumps(size_config(normalization).to_dict()))
     return model_path, config_path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # the tiny networks gain nothing from threads, and on a shared machine OpenMP's waiting costs minutes
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

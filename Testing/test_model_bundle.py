@@ -105,19 +105,24 @@ def write_bundle(root, config: dict) -> "Path":  # noqa: F821
     return bundle
 
 
-@pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    from phantom_fixtures import small_phantom
-
-    root = tmp_path_factory.mktemp("bundle")
-    ph = small_phantom(spacing=(2.0, 2.0, 2.0))
-    geometry = dataclasses.replace(ph.geometry, spacing=SPACING, direction=DIRECTION)
+def write_phantom_pair(root, ph, spacing):
+    """Write a phantom's FLAIR and T1 as float32 NIfTI on an oblique grid with ``spacing``; return both paths."""
+    geometry = dataclasses.replace(ph.geometry, spacing=spacing, direction=DIRECTION)
     paths = []
     for name, arr in (("flair", ph.flair), ("t1", ph.t1)):
         p = root / f"{name}.nii.gz"
         sitk.WriteImage(array_to_image(arr.astype(np.float32), geometry), str(p))
         paths.append(p)
-    return root, write_bundle(root, inference_config()), paths[0], paths[1]
+    return paths[0], paths[1]
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    from phantom_fixtures import small_phantom
+
+    root = tmp_path_factory.mktemp("bundle")
+    flair, t1 = write_phantom_pair(root, small_phantom(spacing=(2.0, 2.0, 2.0)), SPACING)
+    return root, write_bundle(root, inference_config()), flair, t1
 
 
 def bundle_own_probability(bundle, flair, t1) -> np.ndarray:
@@ -179,14 +184,7 @@ def test_resampling_bundle_equals_its_inference_inverted(tmp_path):
     """Spacingd to 1 mm on a 1.2 x 1.0 x 1.5 mm FLAIR: LesionXAI runs MONAI's own Spacing and Invertd's inverse on the whole volume."""
     from phantom_fixtures import small_phantom
 
-    ph = small_phantom(spacing=(2.0, 2.0, 2.0))
-    geometry = dataclasses.replace(ph.geometry, spacing=(1.2, 1.0, 1.5), direction=DIRECTION)
-    paths = []
-    for name, arr in (("flair", ph.flair), ("t1", ph.t1)):
-        p = tmp_path / f"{name}.nii.gz"
-        sitk.WriteImage(array_to_image(arr.astype(np.float32), geometry), str(p))
-        paths.append(p)
-    flair, t1 = paths
+    flair, t1 = write_phantom_pair(tmp_path, small_phantom(spacing=(2.0, 2.0, 2.0)), (1.2, 1.0, 1.5))
     spacing = {"_target_": "Spacingd", "keys": "@image_key", "pixdim": [1.0, 1.0, 1.0], "mode": "bilinear"}
     bundle = write_bundle(tmp_path, inference_config([spacing]))
     model = load_model(bundle)

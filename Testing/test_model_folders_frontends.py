@@ -7,7 +7,6 @@ must appear on the FLAIR's grid (same shape, spacing, origin, direction) where s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -32,19 +31,10 @@ def folder_case(request, tmp_path_factory):
         folder, flair, t1, _ = tiny_nnunet_case()
     else:
         from phantom_fixtures import small_phantom
-        from test_model_bundle import DIRECTION, SPACING, inference_config, write_bundle
-
-        from LesionXAILib.geometry import array_to_image
+        from test_model_bundle import SPACING, inference_config, write_bundle, write_phantom_pair
 
         root = tmp_path_factory.mktemp("bundle_frontends")
-        ph = small_phantom(spacing=(2.0, 2.0, 2.0))
-        geometry = dataclasses.replace(ph.geometry, spacing=SPACING, direction=DIRECTION)
-        paths = []
-        for name, arr in (("flair", ph.flair), ("t1", ph.t1)):
-            p = root / f"{name}.nii.gz"
-            sitk.WriteImage(array_to_image(arr.astype(np.float32), geometry), str(p))
-            paths.append(p)
-        flair, t1 = paths
+        flair, t1 = write_phantom_pair(root, small_phantom(spacing=(2.0, 2.0, 2.0)), SPACING)
         folder = write_bundle(root, inference_config())
     probability = segment(load_pair(flair, t1), load_model(folder)).probability
     return request.param, folder, flair, t1, probability
@@ -76,20 +66,20 @@ def test_check_model_reports_the_folder_models_contract_and_lesions(folder_case,
 
 def test_slicer_module_logic_segments_with_a_folder_model(folder_case):
     slicer = pytest.importorskip("slicer")
-    from LesionXAILib.mrml.module_logic import ModuleLogic
-    from LesionXAILib.mrml.session import SessionSettings
     from LesionXAILib.mrml.volumes import array_from_volume_node, load_volume_node
+    from LesionXAILib.session.settings import SessionSettings
+    from LesionXAILib.slicer_app.controller import ModuleController
 
     kind, folder, flair, t1, probability = folder_case
     scene = slicer.vtkMRMLScene()
     flair_node = load_volume_node(scene, flair, "FLAIR")
     t1_node = load_volume_node(scene, t1, "MPRAGE")
-    logic = ModuleLogic(scene)
+    logic = ModuleController(scene)
     plan = logic.prepare_run(flair_node, t1_node, None, str(folder), SessionSettings())
     result = plan.compute()
-    session = logic.finish_run(plan, result)
+    writer = logic.finish_run(plan, result)
     np.testing.assert_allclose(result.probability, probability, atol=1e-5)
-    labels, geometry = array_from_volume_node(session.labels_node)
+    labels, geometry = array_from_volume_node(writer.labels_node)
     _same_grid(labels, geometry, flair)
     expected = len(result.instances.ids)
     assert expected > 0 and len(np.unique(labels[labels > 0])) == expected
@@ -105,11 +95,11 @@ def test_view_command_takes_a_folder_model(folder_case, monkeypatch):
     served = []
     monkeypatch.setattr(server, "serve", lambda viewer, host, port: served.append(viewer))  # stop before listening
     assert main(["-q", "view", "--flair", str(flair), "--t1", str(t1), "--model", str(folder), "--precompute", "0", "--port", "0"]) == 0
-    session = served[0].session
-    labels, geometry = array_from_volume_node(session.labels_node)
+    viewer = served[0]
+    labels, geometry = array_from_volume_node(viewer.writer.labels_node)
     _same_grid(labels, geometry, flair)
     assert (labels > 0).sum() > 0
-    assert ((labels > 0) <= (probability >= session.result.threshold)).all()
+    assert ((labels > 0) <= (probability >= viewer.session.result.threshold)).all()
 
 
 def test_nnunet_format_options_on_the_command_line(tmp_path, capsys):

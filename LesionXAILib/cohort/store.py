@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from LesionXAILib.records import record_differences
 from LesionXAILib.errors import LesionXAIError, ParameterError
 from LesionXAILib.atomic_write import write_csv, write_json
 
@@ -145,7 +146,7 @@ class CohortStore:
             except ValueError:
                 old = {}
             if old.get("fingerprint") not in (None, fingerprint):
-                diff = _differences(old.get("settings", {}), record.get("settings", {}))
+                diff = record_differences(old.get("settings", {}), record.get("settings", {}))
                 if old.get("model") != record.get("model"):
                     diff.append("model")
                 raise ParameterError(
@@ -174,17 +175,6 @@ class CohortStore:
     def write_failures(self, failures: list[dict[str, Any]]) -> Path:
         """Write failures.json (subject, error) for the latest run."""
         return write_json(self.out / FAILURES_FILE, failures)
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_differences(a, b, f"{prefix}{k}."))
-        elif a != b:
-            out.append(f"{prefix}{k}")
-    return out
 
 
 def is_timing_column(name: str) -> bool:

@@ -36,7 +36,7 @@ class Resegmentation:
     detected: bool
     mean_probability: float
     max_probability: float
-    target: float  # sum of the lesion log-odds over its mask (S_k of science.md for sigmoid heads)
+    target: float  # sum of the lesion log-odds over its mask (S_k of docs/methods.md#3-the-instance-target for sigmoid heads)
     predicted_voxels: int
     dice: float
     method: str

@@ -24,6 +24,10 @@ that reach depends on the weights. So:
 * **CAMs** take their layer activations from the whole volume and the layer gradient from the crop,
   so the crop's loss is the layer gradient it cuts off: ``cam_captured`` is the share of the wider
   crop's |dS/dA| (at the CAM layer) inside the working crop, from the same two passes.
+
+Over 400 lines on purpose: margin resolution, the per-lesion check and the widening loop implement
+one rule (docs/methods.md#crop-fidelity) whose thresholds and figures must stay consistent; batched
+first checks live in explain/grouping.py and the calibration itself in explain/margin_calibration.py.
 """
 
 from __future__ import annotations
@@ -69,16 +73,10 @@ _lock = threading.Lock()
 
 def model_fingerprint(model: LesionModel) -> str:
     """Return a hex hash of the network's weights/buffers (values and dtypes) and its config (margins excluded)."""
-    h = hashlib.sha256()
-    cfg = model.config.to_dict()
-    for key in ("explain_margin_mm", "explain_voxel_margin_mm"):
-        cfg.pop(key, None)
-    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
-    for name, t in model.network.state_dict().items():
-        h.update(name.encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.detach().to("cpu").contiguous().numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:32]
+    from LesionXAILib.models.identity import weights_hash
+
+    # margins excluded: calibrating a model must not change the key its calibration is cached under
+    return weights_hash(model, ("explain_margin_mm", "explain_voxel_margin_mm"))[:32]
 
 
 def cache_dir() -> Path:

@@ -152,6 +152,10 @@ def pass_model(model: LesionModel, keep: Sequence[str] = ()) -> LesionModel:
     """Return the model gradient passes run on: the folded channels-last copy of ``model`` (cached), or ``model`` itself."""
     if model.training or isinstance(model.network, torch.jit.ScriptModule) or not enabled() or _watched(model):
         return model
+    if model.runs_in_model_space:
+        # a format's own whole-volume preprocessing (nnU-Net crop, resampling) cannot be checked on a small
+        # random input, and its per-subject state (bound grid, nonzero box) belongs to the original
+        return model
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype not in (torch.float32, torch.float64):
         return model

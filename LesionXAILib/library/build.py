@@ -101,13 +101,15 @@ def cohort_model_record(cohort: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_cohort_model(record: dict[str, Any], model_path: Optional[str]) -> None:
-    """Raise ParameterError if the cohort was computed with a model file other than ``model_path`` (by sha256)."""
-    from LesionXAILib.cohort.settings import _file_hash
+    """Raise ParameterError if the cohort was computed with a model other than ``model_path`` (by content hash)."""
+    from LesionXAILib.models.identity import source_hash
 
-    expected = (record.get("model") or {}).get("sha256")
-    if model_path is None or expected is None or not Path(model_path).is_file():
+    model = record.get("model") or {}
+    expected = model.get("sha256")
+    if model_path is None or expected is None or not Path(model_path).exists():
         return
-    actual = _file_hash(model_path)
+    # a folder model (nnU-Net, bundle) is identified by its defining files under the cohort's format options
+    actual = source_hash(model_path, model.get("options") or None)
     if actual != expected:
         raise ParameterError(
             f"cohort was computed with another model (sha256 {expected[:12]}, --model {actual[:12]}); "

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from LesionXAILib.records import record_differences
 from LesionXAILib.atomic_write import atomic_path, write_json
 from LesionXAILib.cohort.subjects import check_subject_id
 from LesionXAILib.errors import ParameterError
@@ -39,18 +40,6 @@ def _pyarrow():
     except ImportError:  # pragma: no cover - the 'library' extra is missing
         raise ParameterError(PARQUET_INSTALL_HINT) from None
     return pa, pq
-
-
-def identity_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Return the dotted keys whose values differ between two identity records."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        x, y = a.get(k), b.get(k)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out.extend(identity_differences(x, y, f"{prefix}{k}."))
-        elif x != y:
-            out.append(f"{prefix}{k}")
-    return out
 
 
 def table_to_arrow(table: LesionTable, identity: dict[str, Any]) -> Any:
@@ -172,7 +161,7 @@ class LesionLibrary:
         """Raise ParameterError unless ``identity`` (model + embedding) is the one this library was built with."""
         if identity == self.identity:
             return
-        diff = identity_differences(self.identity, identity)
+        diff = record_differences(self.identity, identity)
         mine = str(self.identity.get("weights_sha256", ""))[:12]
         theirs = str(identity.get("weights_sha256", ""))[:12]
         raise ParameterError(

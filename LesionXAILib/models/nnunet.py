@@ -26,6 +26,10 @@ nnU-Net's environment variables:
   logits back (order 1), un-crop. LesionXAI runs these steps as differentiable torch operators
   (:mod:`LesionXAILib.models.resampling`), so explanations are gradients through nnU-Net's resampling
   onto the FLAIR grid (the network is then run on the whole model-space volume at once).
+
+Over 400 lines on purpose: reading the folder, nnU-Net's preprocessing (transpose, nonzero crop,
+resampling, normalisation) and its sliding-window prediction form one contract that has to match
+``nnUNetPredictor`` as a whole (tested against it); the resampling matrices live in models/resampling.py.
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ position (all sizes and contrasts at that position share the crop and are batche
 Dice follow ``probes.detection`` against the inserted lesion's mask. Every inserted lesion can be
 re-created with :meth:`SyntheticResult.subject` and explained like any other instance; with
 ``SyntheticSettings.context`` the context probe runs on each one.
+
+Over 400 lines on purpose: trial planning, the incremental z-score update and the batched crop run
+share one trial record and must change together (an update rule that differs from the pipeline's
+would silently change detection); the detection rule and the curve live in probes/detection.py and
+probes/curve.py.
 """
 
 from __future__ import annotations

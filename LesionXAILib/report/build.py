@@ -3,6 +3,9 @@
 Two passes keep memory bounded and make the colour scales comparable: first every lesion's three
 views are sampled from its maps (full volumes read one lesion at a time, then released), then the
 scales shared by all lesions are fixed and the figures drawn.
+
+Over 400 lines on purpose: the two passes share one per-lesion sample record and one scale table;
+the drawing itself lives in report/lesion_figure.py, report/panels.py and report/subject_figures.py.
 """
 
 from __future__ import annotations
