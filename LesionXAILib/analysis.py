@@ -9,7 +9,6 @@ either), plus ``lesions.csv`` with one summary row per lesion.
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -25,6 +24,7 @@ from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.probes.context import ContextSettings
 from LesionXAILib.probes.curve import ContextCurve
 from LesionXAILib.progress import CancelToken, ProgressCallback, ProgressReporter, as_reporter
+from LesionXAILib.vocabulary import finite_or_none
 
 if TYPE_CHECKING:
     from LesionXAILib.segmentation import SegmentationResult
@@ -77,16 +77,16 @@ class LesionAnalysis:
             "centroid_r": round(inst.centroid_ras[0], 3),
             "centroid_a": round(inst.centroid_ras[1], 3),
             "centroid_s": round(inst.centroid_ras[2], 3),
-            "mean_probability": _finite_or_none(inst.mean_probability),
-            "max_probability": _finite_or_none(inst.max_probability),
+            "mean_probability": finite_or_none(inst.mean_probability),
+            "max_probability": finite_or_none(inst.max_probability),
         }
         if self.explanation is not None:
             stats = self.explanation.statistics
             for key in sorted(k for k in stats if k != "flair_share"):
                 for name in ROW_STATISTICS:
-                    row[f"{key}_{name}"] = _finite_or_none(stats[key].get(name))
+                    row[f"{key}_{name}"] = finite_or_none(stats[key].get(name))
             for method, share in sorted(stats.get("flair_share", {}).items()):
-                row[f"{method}_flair_share"] = _finite_or_none(share)
+                row[f"{method}_flair_share"] = finite_or_none(share)
             if self.explanation.fidelity:
                 from LesionXAILib.explain.output import fidelity_columns
 
@@ -96,7 +96,7 @@ class LesionAnalysis:
             row["context_status"] = self.curve.status
             row["context_needed_mm"] = d["context_needed_mm"]
             row["context_needed_beyond_max_radius"] = d["context_needed_beyond_max_radius"]
-            row["full_context_mean_probability"] = _finite_or_none(self.curve.full_context.mean_probability)
+            row["full_context_mean_probability"] = finite_or_none(self.curve.full_context.mean_probability)
         row["seconds"] = round(float(self.seconds), 3)
         return row
 
@@ -111,13 +111,6 @@ class LesionAnalysis:
         if self.curve is not None:
             paths.update({f"context_{k}": v for k, v in write_instance_outputs(self.curve, Path(out_dir), geometry, guard).items()})
         return paths
-
-
-def _finite_or_none(value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    v = float(value)
-    return v if math.isfinite(v) else None
 
 
 class SubjectAnalysis:

@@ -194,7 +194,7 @@ def _worker_naive(work: Path, args, aggregation: str) -> dict:
 
     from LesionXAILib.explain.noise import positional_noise
     from LesionXAILib.explain.smoothgrad import noise_sigma
-    from LesionXAILib.roi import full_box
+    from LesionXAILib.crop import full_box
 
     image, geometry, masks, meta = _load(work)
     model, _ = _network(args, work)

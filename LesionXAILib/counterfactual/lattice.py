@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.roi import mask_bounds
+from LesionXAILib.crop import mask_bounds
 
 ZERO_LAYERS = 2  # fixed zero control layers on each side of the box
 

@@ -20,7 +20,7 @@ from LesionXAILib.counterfactual.settings import CounterfactualSettings
 from LesionXAILib.counterfactual.warp import SmoothField, exp_velocity, identity_grid, sample, warp_crop
 from LesionXAILib.errors import ModelLoadError
 from LesionXAILib.geometry import Geometry
-from LesionXAILib.roi import CropBox, align_box, box_around, full_box, margin_voxels
+from LesionXAILib.crop import CropBox, align_box, box_around, full_box, margin_voxels
 
 ROLES = ("flair", "t1")  # the raw images a counterfactual changes, in output order
 ROLE_NAMES = {"flair": "FLAIR", "t1": "MPRAGE"}

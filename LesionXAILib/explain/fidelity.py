@@ -48,7 +48,7 @@ from LesionXAILib.atomic_write import write_text
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.margin_calibration import MIN_CAPTURED, MIN_PEARSON_R, pearson_r
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.roi import CropBox, full_box
+from LesionXAILib.crop import CropBox, full_box
 
 log = logging.getLogger(__name__)
 

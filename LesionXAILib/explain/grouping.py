@@ -28,7 +28,7 @@ import torch
 from LesionXAILib.explain.fidelity import _crop, batch_gradients, check_figures, checked_fidelity, memo_key, reference_box
 from LesionXAILib.explain.region import auto_batch_size, explain_box
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.roi import CropBox
+from LesionXAILib.crop import CropBox
 
 # voxels per batched check pass (as the explainers' own batches, explain/region.auto_batch_size)
 BATCH_BUDGET_VOXELS = 1 << 21

@@ -32,7 +32,7 @@ from LesionXAILib.errors import InstanceError, ParameterError
 from LesionXAILib.lesion_model import LesionModel
 from LesionXAILib.library.layers import resolve_layers
 from LesionXAILib.models.space import pad_to_multiple, resample
-from LesionXAILib.roi import align_box, lesion_box
+from LesionXAILib.crop import align_box, lesion_box
 
 EMBEDDING_VERSION = 1
 

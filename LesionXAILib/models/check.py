@@ -18,7 +18,7 @@ from LesionXAILib.image_io import InputPair
 from LesionXAILib.inference import effective_roi
 from LesionXAILib.instances import label_components
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.roi import box_around
+from LesionXAILib.crop import box_around
 from LesionXAILib.segmentation import prepare_input
 
 AXES_NAMES = {"kji": "k, j, i (SimpleITK order)", "ijk": "i, j, k (nibabel / MONAI LoadImage order)"}

@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from LesionXAILib.vocabulary import LESION_COLUMNS, finite_or_none as _finite_or_none
+from LesionXAILib.vocabulary import LESION_COLUMNS
 
 # instance-table columns: (statistics key, kind, long name, unit); centroid_ras is split into R/A/S
 INSTANCE_COLUMNS = tuple((c.key, c.kind, c.header, c.unit) for c in LESION_COLUMNS)
@@ -161,11 +161,6 @@ def show_chart_in_plot_views(scene: Any, chart: Any) -> int:
     for view in views:
         view.SetPlotChartNodeID(chart.GetID())
     return len(views)
-
-
-def finite_or_none(value: Any) -> Optional[float]:
-    """Return ``value`` as float, or None when it is None/NaN (inf is kept: 'more than the largest radius')."""
-    return _finite_or_none(value, keep_inf=True)  # kept for mrml/session.py; new code uses the vocabulary's
 
 
 def as_float_list(values: Any) -> list[float]:
