@@ -14,5 +14,7 @@ CAM_LABELS: dict[str, str] = {
     "gradcampp_anchor": "Grad-CAM++ (MONAI, anchor)",
     "layercam": "LayerCAM",
     "gradcampp_spatial": "Grad-CAM++ (per-position weights)",
+    "gradcam_reach": "Grad-CAM (lesion reach)",
+    "gradcampp_reach": "Grad-CAM++ (lesion reach)",
 }
 CAM_METHODS: tuple[str, ...] = tuple(CAM_LABELS)

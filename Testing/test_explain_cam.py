@@ -87,9 +87,13 @@ def _cam(model, method, image, mask, **kw):
     return GradCAMpp(model, method=method).attribute(image, mask, **kw)
 
 
+# reach variant -> the per-channel variant whose map it keeps on the lesion's crop only
+REACH = {"gradcam_reach": "gradcam", "gradcampp_reach": "gradcampp_local"}
+
+
 def test_the_method_list_and_the_default_variant():
-    assert set(CAM_METHODS) == {"gradcampp", *VARIANTS}
-    assert GRADCAMPP_DEFAULT in VARIANTS and GRADCAMPP_DEFAULT.startswith("gradcampp_")
+    assert set(CAM_METHODS) == {"gradcampp", *VARIANTS, *REACH}
+    assert GRADCAMPP_DEFAULT in {*VARIANTS, *REACH} and GRADCAMPP_DEFAULT.startswith("gradcampp_")
     with pytest.raises(ParameterError, match="unknown CAM method 'gradcam_nonsense'"):
         GradCAMpp(tiny_model(seed=1), method="gradcam_nonsense")
 
@@ -107,9 +111,42 @@ def test_every_variant_equals_its_direct_formula(head):
         # whole volume -> the same maps here, the crop holding the tiny network's receptive field
         torch.testing.assert_close(_cam(model, v, image, mask, margin_mm=8), ref[v], rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(GradCAM(model).attribute(image, mask, full_volume=True), ref["gradcam"], rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(GradCAMpp(model).attribute(image, mask, full_volume=True), ref[GRADCAMPP_DEFAULT], rtol=1e-9, atol=1e-12)
+    # whole volume: a reach variant's crop is the volume, so the default is its per-channel variant's map
+    default = REACH.get(GRADCAMPP_DEFAULT, GRADCAMPP_DEFAULT)
+    torch.testing.assert_close(GradCAMpp(model).attribute(image, mask, full_volume=True), ref[default], rtol=1e-9, atol=1e-12)
     # the variants are different maps, not one formula under several names
     assert min(float((ref[a] - ref[b]).abs().max()) for a in VARIANTS for b in VARIANTS if a != b) > 0
+
+
+def test_reach_variants_are_the_per_channel_map_on_the_lesions_crop_only():
+    from explain_fixtures import unit_geometry
+    from LesionXAILib.explain.api import explain_instance
+    from LesionXAILib.explain.settings import ExplainSettings
+
+    model = tiny_model(seed=3)
+    shape = (28, 30, 26)
+    image = synthetic_image(shape, seed=6)
+    mask = box_mask(shape, (12, 13, 11), (15, 16, 14))
+    geometry = unit_geometry(shape)
+    methods = tuple(REACH) + tuple(REACH.values())
+    whole = explain_instance(model, image, mask, geometry, ExplainSettings(methods=methods, samples=1, full_volume=True))
+    roi = explain_instance(model, image, mask, geometry, ExplainSettings(methods=methods, samples=1, roi_margin_mm=4, fidelity_check=False))
+    start, stop = roi.box["start_kji"], roi.box["stop_kji"]
+    inside = np.zeros(shape, dtype=bool)
+    inside[tuple(slice(a, b) for a, b in zip(start, stop))] = True
+    assert 0 < inside.sum() < inside.size / 4  # a real crop, not the volume
+    ref = {v: _direct_cams(model, image, mask, model.network.down)[v] for v in set(REACH.values())}
+    for reach, plain in REACH.items():
+        # whole volume: the crop is the volume and the map is the per-channel variant's
+        np.testing.assert_array_equal(whole.maps[reach], whole.maps[plain])
+        # (the pipeline's passes run on a batch-norm-folded copy: equal to the direct formula to float rounding)
+        np.testing.assert_allclose(whole.maps[reach], ref[plain].numpy(), rtol=1e-6, atol=1e-12)
+        # ROI mode: the same per-channel map inside the crop, 0 beyond it
+        got = roi.maps[reach]
+        assert np.all(got[~inside] == 0)
+        np.testing.assert_array_equal(got[inside], roi.maps[plain][inside])
+        np.testing.assert_allclose(got[inside], ref[plain].numpy()[inside], rtol=1e-6, atol=1e-12)
+        assert got[inside].max() > 0 and ref[plain].numpy()[~inside].max() > 0  # the cut removed something
 
 
 def test_variants_on_a_unet_decoder_layer_equal_direct_formulas():

@@ -4,12 +4,15 @@ For each layer and variant (explain/cam_variants.py), every ground-truth lesion 
 explained (sum target, lesion-centred crop with --margin-mm, whole-volume layer activations) and scored:
   enrichment    share of the positive map within --within-mm of the lesion / that region's share of the
                 brain (voxels where any input channel is non-zero); 1 = no localisation
+                (and the same within the lesion's crop instead of the brain: concentration where the
+                lesion's output can look; a map uniform over the crop scores 1 there)
   r between     Pearson r between the maps of two different lesions (over the brain), every pair;
                 near 1 = the map does not depend on which lesion is explained
   deletion / insertion AUC  (metrics/deletion.py, the CAM ranks the voxels within 8 mm of the lesion;
                 the random ranking is the control)
-  randomisation Spearman rho between the map of the network and that of a fully re-initialised copy,
-                over the whole brain (metrics/randomisation.py); near 0 = the map depends on the weights
+  randomisation Spearman rho between the map of the network and that of a fully re-initialised copy
+                (metrics/randomisation.py), over the brain voxels where either map is non-zero (the rule's
+                value) and over the lesion's crop likewise; near 0 = the map depends on the weights
 Medians over lesions (pairs for r) are printed as a table. The rule the default `gradcampp` must pass:
 median enrichment >= 3, median r between <= 0.8, randomisation median |rho| <= 0.5.
 
@@ -74,6 +77,22 @@ def enrichment(cam: np.ndarray, near: np.ndarray, brain: np.ndarray) -> float:
     return float(pos[near].sum() / total) / float(near.sum() / brain.sum())
 
 
+def crop_region(box: dict, brain: np.ndarray) -> np.ndarray:
+    """Return the brain voxels inside an explanation's crop (its ``box`` record)."""
+    region = np.zeros_like(brain)
+    region[tuple(slice(a, b) for a, b in zip(box["start_kji"], box["stop_kji"]))] = True
+    return region & brain
+
+
+def support_spearman(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    """Return Spearman's rho of two maps over ``region`` where either is non-zero (shared zeros are no agreement)."""
+    from LesionXAILib.metrics.randomisation import spearman
+
+    x, y = a[region], b[region]
+    keep = (x != 0) | (y != 0)
+    return spearman(x[keep], y[keep])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_subject_arguments(ap)
@@ -96,7 +115,7 @@ def main() -> int:
     from LesionXAILib.explain.settings import ExplainSettings
     from LesionXAILib.explain.targets import InstanceTarget
     from LesionXAILib.metrics.evaluate import evaluate_explanation
-    from LesionXAILib.metrics.randomisation import randomised_model, spearman
+    from LesionXAILib.metrics.randomisation import randomised_model
     from LesionXAILib.metrics.settings import MetricSettings
     from LesionXAILib.probes.structuring import dilate_mm
 
@@ -136,11 +155,15 @@ def main() -> int:
         for v in variants:
             maps = [e.maps[v] for e in expl]
             enrich = [enrichment(m, n, brain) for m, n in zip(maps, near)]
+            # the same within the lesion's crop: how concentrated the map is where the lesion's output can look
+            crops = [crop_region(e.box, brain) for e in expl]
+            enrich_crop = [enrichment(m, n & c, c) for m, n, c in zip(maps, near, crops)]
             between = [pearson(a[brain], b[brain]) for a, b in itertools.combinations(maps, 2)]
-            rho = [spearman(a[brain], r.maps[v][brain]) for a, r in zip(maps, rand)]
+            rho = [support_spearman(a, r.maps[v], brain) for a, r in zip(maps, rand)]
+            rho_crop = [support_spearman(a, r.maps[v], crop_region(e.box, brain)) for a, r, e in zip(maps, rand, expl)]
             row = {
                 "layer": layer, "variant": v,
-                "enrichment": enrich, "r_between": between, "randomisation": rho,
+                "enrichment": enrich, "enrichment_crop": enrich_crop, "r_between": between, "randomisation": rho, "randomisation_crop": rho_crop,
                 "deletion_auc": [d[f"{v}_deletion_auc"] for d in dels],
                 "insertion_auc": [d[f"{v}_insertion_auc"] for d in dels],
                 "random_deletion_auc": [d["random_deletion_auc"] for d in dels],
@@ -153,16 +176,16 @@ def main() -> int:
         vals = [x for x in values if x is not None and np.isfinite(x)]
         return float(np.median(vals)) if vals else float("nan")
 
-    print("\n| layer | variant | enrichment (median, min-max) | r between lesions (median, max) | deletion AUC | insertion AUC |"
-          " randomisation rho (median) | passes |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| layer | variant | enrichment (median, min-max) | enrichment in crop | r between lesions (median, max) | deletion AUC | insertion AUC |"
+          " randomisation rho brain (median) | rho crop | passes |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         e, rb, rho = med(row["enrichment"]), med(row["r_between"]), med(row["randomisation"])
         ok = e >= RULE["enrichment"] and rb <= RULE["r_between"] and abs(rho) <= RULE["randomisation"]
         finite = [x for x in row["enrichment"] if np.isfinite(x)]
-        print(f"| `{row['layer']}` | `{row['variant']}` | {e:.2f} ({min(finite, default=float('nan')):.2f}-{max(finite, default=float('nan')):.2f}) "
+        print(f"| `{row['layer']}` | `{row['variant']}` | {e:.2f} ({min(finite, default=float('nan')):.2f}-{max(finite, default=float('nan')):.2f}) | {med(row['enrichment_crop']):.2f} "
               f"| {rb:.2f} ({max(row['r_between'], default=float('nan')):.2f}) | {med(row['deletion_auc']):.2f} "
-              f"| {med(row['insertion_auc']):.2f} | {rho:.2f} | {'yes' if ok else 'no'} |")  # fmt: skip
+              f"| {med(row['insertion_auc']):.2f} | {rho:.2f} | {med(row['randomisation_crop']):.2f} | {'yes' if ok else 'no'} |")  # fmt: skip
     d0 = med([x for r in rows[:1] for x in r["random_deletion_auc"]])
     i0 = med([x for r in rows[:1] for x in r["random_insertion_auc"]])
     print(f"\nrandom ranking: deletion AUC {d0:.2f}, insertion AUC {i0:.2f}; `gradcampp` = `{variant_of('gradcampp')}`")

@@ -2,8 +2,9 @@
 
 With A^c the layer's activations and g^c_u = dS_k/dA^c_u, every variant's map is
 ReLU(sum_c w_c A^c), resampled trilinearly from the layer grid to the input grid; the weights w_c of
-each variant (gradcam, gradcam_relu, gradcampp_paper, gradcampp_local, gradcampp_anchor, and the
-default ``gradcampp``) are in :mod:`LesionXAILib.explain.cam_variants`.
+each variant (gradcam, gradcam_relu, gradcampp_paper, gradcampp_local, gradcampp_anchor, the reach
+variants that keep that map on the lesion's crop, and the default ``gradcampp``) are in
+:mod:`LesionXAILib.explain.cam_variants`.
 Whole-volume means and sums over u run over the layer's whole grid for the whole (padded) volume. In
 ROI mode g comes from the lesion crop (it vanishes outside the instance's receptive field), while A
 and its channel sums come from one gradient-free forward pass over the whole volume, shared by all
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from LesionXAILib.errors import ParameterError
-from LesionXAILib.explain.cam_variants import CAM_METHODS, SPATIAL_VARIANTS, VARIANTS, closed_form_weights, variant_of
+from LesionXAILib.explain.cam_variants import CAM_METHODS, REACH_VARIANTS, SPATIAL_VARIANTS, VARIANTS, closed_form_weights, variant_of
 from LesionXAILib.explain.crop_inputs import CropInputs
 from LesionXAILib.explain.targets import target_weights
 from LesionXAILib.lesion_model import LesionModel
@@ -221,12 +222,23 @@ def cam_maps(
     out = {}
     for method in methods:
         variant = variant_of(method)
+        reach = variant in REACH_VARIANTS
+        variant = REACH_VARIANTS.get(variant, variant)
         if variant in SPATIAL_VARIANTS:
             out[method] = spatial_cam(SPATIAL_VARIANTS[variant](g, a64, boxes), a64, crop).to(full.activations.dtype)
             continue
         w = VARIANTS[variant](g, a64, full.positions, full.channel_sums, boxes)
-        out[method] = torch.stack([cam_from_weights(wk, full, image_shape) for wk in w])
+        maps = torch.stack([cam_from_weights(wk, full, image_shape) for wk in w])
+        out[method] = keep_on_crop(maps, crop) if reach else maps
     return out
+
+
+def keep_on_crop(maps: torch.Tensor, crop: CropInputs) -> torch.Tensor:
+    """Return (K, k, j, i) full-grid maps set to 0 beyond the crop's image part (the lesions' measured reach)."""
+    kept = torch.zeros_like(maps)
+    sl = (slice(None), *crop.box.slices)
+    kept[sl] = maps[sl]
+    return kept
 
 
 def spatial_cam(weights: torch.Tensor, a: torch.Tensor, crop: CropInputs) -> torch.Tensor:

@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the first time, cached by its weights). Every lesion's crop is checked against a wider one and widened "
                         "(or explained on the whole volume) below r 0.995 / captured 0.98")  # fmt: skip
     g.add_argument("--full-volume", action="store_true", help="evaluate the whole volume per instance (slow reference)")
-    g.add_argument("--cam-layer", default=None, help="module name of the CAM layer (default: model.1.submodule.2 for MONAI UNets; "
-                   "--preset anchor: module.model.1.submodule.2.conv)")  # fmt: skip
+    g.add_argument("--cam-layer", default=None, help="module name of the CAM layer (default: the model config's cam_layer, else model.1 for MONAI "
+                   "UNets (full resolution, measured); --preset anchor: module.model.1.submodule.2.conv)")  # fmt: skip
     g.add_argument("--batch-size", type=int, default=None, help="network copies per pass (default: from the crop size)")
     g.add_argument("--ring-mm", type=float, nargs=2, default=(1.0, 3.0), metavar=("INNER", "OUTER"), help="perilesional ring for the statistics (default 1 3)")
 
