@@ -182,3 +182,29 @@ def test_a_library_of_another_model_is_refused_in_the_panel(similar):
     assert controller.writer.similar_table_node.GetTable().GetNumberOfRows() == 0
     assert "not a lesion library" in controller.set_library(similar["lib"] / "subjects")
     assert controller.set_library("") == "" and controller.similar(controller.session.instance_ids[0]) is None
+
+
+def test_counterfactual_runs_on_the_job_runner_cancellable_and_applied_on_the_polling_thread(counterfactual):
+    import threading
+
+    from LesionXAILib.slicer_app.jobs import CANCELLED, DONE, JobRunner
+
+    controller = counterfactual["controller"]
+    jobs = JobRunner()
+    plan = controller.prepare_counterfactual(1)
+    applied = []
+    jobs.submit("counterfactual", plan.compute, apply=applied.append)
+    jobs.cancel()
+    assert jobs.wait(timeout=60).state == CANCELLED and not applied
+
+    plan = controller.prepare_counterfactual(1)
+    seen = []
+
+    def apply(view):
+        seen.append(threading.get_ident())
+        applied.append(controller.finish_counterfactual(plan, view))
+
+    job = jobs.submit("counterfactual", plan.compute, apply=apply)
+    status = jobs.wait(timeout=120)
+    assert status.state == DONE and seen == [threading.get_ident()] != [job.thread_id]
+    assert applied[0].summary["flipped"] and controller.writer.counterfactual_id == 1
