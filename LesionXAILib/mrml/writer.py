@@ -9,7 +9,14 @@ when first shown or asked for), the context curve into a table and chart, and se
 composite node (background FLAIR, foreground the chosen overlay, label the lesions) keeping the
 foreground opacity the user chose. Nothing here computes; nothing in the session touches the scene.
 
+``show_counterfactual`` puts a lesion's counterfactual FLAIR (background) and log-Jacobian (overlay) into
+nodes of their own; ``show_similar`` fills the similar-lesions table node.
+
 Input nodes are only read: their voxels, geometry, display and references are never changed.
+
+Over 400 lines on purpose: one class owns every output node of a session and the slice views' layers, which
+each show (lesion, overlay, counterfactual) rearranges; the node-writing helpers live beside it
+(``overlay_nodes``, ``panel_nodes``, ``tables``, ``views``, ``segments``).
 """
 
 from __future__ import annotations
