@@ -317,7 +317,8 @@ class LesionViewer:
         with self.state:
             self._show_header(stats)
             self.state.lx_error = ""
-        if self.session.is_cached(lesion_id):
+        # a cached lesion shows at once, unless its library lookup is still to run (on the worker: one network user)
+        if self.session.is_cached(lesion_id) and not self.cases.needs_lookup(lesion_id):
             assert self.worker is not None
             self.worker.cancel()  # an older fresh request must not replace this selection later
             self.timings.click_to_selection_s = time.perf_counter() - t0

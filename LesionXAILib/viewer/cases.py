@@ -66,6 +66,10 @@ class CasePanels:
 
         return similar_panel(self.library, self.viewer.session, lesion_id)
 
+    def needs_lookup(self, lesion_id: int) -> bool:
+        """Return True when the lesion's similar lesions are still to be looked up (on the lesion worker)."""
+        return self.library is not None and not self.library.error and self.library.cached(self.viewer.session, lesion_id) is None
+
     def show_similar(self, lesion_id: int) -> None:
         """Fill the panel for the lesion on show (cached when the worker already looked it up)."""
         if self.library is None:
@@ -91,15 +95,17 @@ class CasePanels:
 
         viewer = self.viewer
         lesion_id = None if viewer.writer is None else viewer.writer.selected_id
+        # the lesion worker (background precomputation included) and the search must not share the network:
+        # forward hooks of one would record the other's activations
         reason = ("Select a lesion first: its counterfactual is computed." if lesion_id is None
                   else "A counterfactual is already being computed." if self.jobs.busy
-                  else f"Wait until the lesion is explained (or cancel it), then ask for its counterfactual."
-                  if viewer.worker is not None and viewer.worker.busy else "")  # fmt: skip
+                  else "Wait until the lesion explanations (and background precomputation) finish, or cancel them, "
+                       "then ask for the counterfactual." if viewer.worker is None or not viewer.worker.wait_idle(0)
+                  else "")  # fmt: skip
         if reason:
             with self.state:
                 self.state.lx_error = reason
             return
-        viewer.worker.cancel()  # a background precomputation must not share the network with the search
         session = viewer.session
 
         def compute(progress: Any, cancel: Any) -> Any:
