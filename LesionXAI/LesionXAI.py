@@ -69,7 +69,11 @@ class LesionXAI(ScriptedLoadableModule):
             "(press and release without dragging; drags keep doing what the current mouse mode does) or "
             "pick it in the table: its SmoothGrad and Grad-CAM++ maps and its perilesional-context probe "
             "are shown as overlays over the FLAIR, inside the lesion outlines, with its statistics. "
-            "<b>Show context plot</b> adds the context curve to the view layout. Requires 3D Slicer 5.10 or later."
+            "<b>Show context plot</b> adds the context curve to the view layout. "
+            "<b>Counterfactual</b> searches the smallest smooth change that makes the model drop (or find) the selected "
+            "lesion and shows the changed FLAIR with its log-Jacobian (blue shrinkage, red growth); with a "
+            "<b>lesion library</b> built by the same model, the selected lesion's most similar library lesions are listed. "
+            "Requires 3D Slicer 5.10 or later."
         )
         self.parent.acknowledgementText = _(
             "LesionXAI reproduces the instance-level saliency analysis of Spagnolo F. et al., "
@@ -104,6 +108,7 @@ class LesionXAIParameterNode:
     overlay: Annotated[str, Choice(OVERLAY_CHOICES)] = "smoothgrad_flair"
     clickToExplain: bool = True
     fillLesions2D: bool = False  # lesions as outlines in 2D, so the map shows inside them
+    libraryPath: Path  # lesion library for the similar-lesions panel; empty = none
 
 
 #
@@ -161,6 +166,8 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.fillLesionsCheckBox.connect("toggled(bool)", self.onFillLesionsToggled)
         self.ui.showPlotButton.connect("clicked(bool)", self.onShowPlot)
         self.ui.lesionTable.connect("cellClicked(int,int)", self.onTableClicked)
+        self.ui.counterfactualButton.connect("clicked(bool)", self.onCounterfactualButton)
+        self.ui.libraryPathLineEdit.connect("currentPathChanged(QString)", self.onLibraryChanged)
         self._installClickObservers()
         layoutManager = slicer.app.layoutManager()
         if layoutManager is not None:  # slice views of a new layout appear after setup: observe them too
@@ -220,12 +227,13 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else _("Segment the lesions") if ready else _("Select a FLAIR and a different MPRAGE volume")
         )  # fmt: skip
         for name in ("inputsCollapsibleButton", "settingsCollapsibleButton", "lesionTable", "explainButton",
-                     "overlayComboBox", "selectedLesionSpinBox", "showPlotButton"):  # fmt: skip
+                     "overlayComboBox", "selectedLesionSpinBox", "showPlotButton", "libraryPathLineEdit"):  # fmt: skip
             getattr(self.ui, name).enabled = not busy
         self.ui.thresholdSliderWidget.enabled = bool(p and not p.useModelThreshold) and not busy
         hasResults = self.logic.hasResults()
         self.ui.explainButton.enabled = hasResults and not busy
         self.ui.showPlotButton.enabled = hasResults and self.logic.core().selected_lesion() is not None and not busy
+        self.ui.counterfactualButton.enabled = hasResults and bool(p and p.selectedLesion) and not busy
         self.ui.progressBar.visible = busy
 
     # -- actions ------------------------------------------------------------------------------
@@ -303,6 +311,8 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             writer = self.logic.core().finish_run(plan, result)
             self.ui.statusLabel.text = _("{n} lesions: click one in a slice view, or in the table.").format(n=len(writer.session.instance_ids))
             self._fillTable(self.logic.core().table())
+            # a library of another model is refused now, in the panel, rather than at the first lesion
+            self.ui.similarLabel.text = self.logic.core().set_library(self._parameterNode.libraryPath)
 
         self._startJob(_("Finding lesions"), plan.compute, apply, _("Finding lesions…"))
 
@@ -348,9 +358,53 @@ class LesionXAIWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statisticsLabel.text = panel.statistics_text
             self.ui.legendLabel.text = panel.legend_text
             self._fillTable(panel.table)
+            self._fillSimilar(panel.similar)
 
         self._startJob(_("Explaining lesion {id}").format(id=lesionId), plan.compute, apply,
                        _("Explaining lesion {id}…").format(id=lesionId))  # fmt: skip
+
+    def onCounterfactualButton(self) -> None:
+        if not self.logic.hasResults() or self.jobs.busy:
+            return
+        plan = None
+        with slicer.util.tryWithErrorDisplay(_("LesionXAI could not compute this counterfactual."), waitCursor=False):
+            plan = self.logic.core().prepare_counterfactual(self._parameterNode.selectedLesion)
+        if plan is None:
+            return
+
+        def apply(view) -> None:
+            panel = self.logic.core().finish_counterfactual(plan, view)  # shows it and returns all the panel needs
+            self.ui.counterfactualLabel.text = panel.text
+            self.ui.legendLabel.text = panel.legend_text
+
+        self._startJob(_("Counterfactual of lesion {id}").format(id=plan.lesion_id), plan.compute, apply,
+                       _("Searching the counterfactual of lesion {id}…").format(id=plan.lesion_id))  # fmt: skip
+
+    def onLibraryChanged(self, path: str) -> None:
+        self.ui.similarLabel.text = self.logic.core().set_library(path)
+
+    def _fillSimilar(self, panel) -> None:
+        """Show a similar-lesions panel: its message and one row per neighbour with its crop thumbnail."""
+        table = self.ui.similarTable
+        table.clear()
+        table.setRowCount(0)
+        if panel is None:
+            return
+        self.ui.similarLabel.text = panel.message
+        columns = [_("Crop"), _("Distance"), _("Status"), _("Subject"), _("Lesion")]
+        table.setColumnCount(len(columns))
+        table.setHorizontalHeaderLabels(columns)
+        table.setRowCount(len(panel.rows))
+        for r, row in enumerate(panel.rows):
+            pixmap = qt.QPixmap()
+            pixmap.loadFromData(qt.QByteArray(row.thumbnail_png), "PNG")
+            crop = qt.QTableWidgetItem()
+            crop.setData(qt.Qt.DecorationRole, pixmap)
+            table.setItem(r, 0, crop)
+            for c, value in enumerate((f"{row.distance:.3f}", row.status, row.subject, str(row.lesion_id)), start=1):
+                table.setItem(r, c, qt.QTableWidgetItem(value))
+        table.resizeColumnsToContents()
+        table.resizeRowsToContents()
 
     def _fillTable(self, table) -> None:
         """Show (column titles, cell texts) in the table widget (a read-only copy of the table node)."""

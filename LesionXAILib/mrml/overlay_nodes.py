@@ -34,10 +34,14 @@ class Outputs:
     legends: dict = field(default_factory=dict)
     lesion_colors: Any = None
     shell_radii: list = field(default_factory=list)
+    counterfactual_flair: Any = None
+    log_jacobian: Any = None
+    similar_table: Any = None
 
     def nodes(self) -> list:
         """Return every node held (not colour tables, which are shared)."""
-        nodes = [self.labels, self.segmentation, self.probability, self.table, self.shells, self.curve_table, self.chart]
+        nodes = [self.labels, self.segmentation, self.probability, self.table, self.shells, self.curve_table, self.chart,
+                 self.counterfactual_flair, self.log_jacobian, self.similar_table]  # fmt: skip
         nodes += list(self.overlays.values()) + list(self.series.values())
         return [n for n in nodes if n is not None]
 

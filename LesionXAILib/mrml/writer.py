@@ -9,7 +9,14 @@ when first shown or asked for), the context curve into a table and chart, and se
 composite node (background FLAIR, foreground the chosen overlay, label the lesions) keeping the
 foreground opacity the user chose. Nothing here computes; nothing in the session touches the scene.
 
+``show_counterfactual`` puts a lesion's counterfactual FLAIR (background) and log-Jacobian (overlay) into
+nodes of their own; ``show_similar`` fills the similar-lesions table node.
+
 Input nodes are only read: their voxels, geometry, display and references are never changed.
+
+Over 400 lines on purpose: one class owns every output node of a session and the slice views' layers, which
+each show (lesion, overlay, counterfactual) rearranges; the node-writing helpers live beside it
+(``overlay_nodes``, ``panel_nodes``, ``tables``, ``views``, ``segments``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from LesionXAILib.errors import InputImageError, ParameterError
-from LesionXAILib.mrml import colors, hierarchy, segments, tables, views
+from LesionXAILib.mrml import colors, hierarchy, panel_nodes, segments, tables, views
 from LesionXAILib.mrml import overlay_nodes as nodes
 from LesionXAILib.mrml.scene_inputs import SceneInputs
 from LesionXAILib.mrml.volumes import ensure_display_node, update_volume_node, volume_node_from_array
@@ -84,6 +91,8 @@ class SceneWriter:
         self._written: dict[str, tuple] = {}  # overlay (or curve) -> (key, lesion id) its node holds
         # counts of volume-node writes by overlay name (tests assert what a show writes)
         self.writes: dict[str, int] = {}
+        self.counterfactual_id: Optional[int] = None  # the lesion whose counterfactual is on show (None: none)
+        self._log_jacobian_window = panel_nodes.MIN_LOG_JACOBIAN_WINDOW
 
     @classmethod
     def for_nodes(
@@ -127,6 +136,7 @@ class SceneWriter:
             raise InputImageError("an input volume changed while the lesions were being found; find them again")
         self.session.apply_run(inputs, result)
         self.selected_id = None
+        self.counterfactual_id = None
         self._shown = None
         self._written.clear()
         self._write_segmentation(result)
@@ -261,6 +271,7 @@ class SceneWriter:
         return node
 
     def _show_overlay(self, overlay: str) -> None:
+        self.counterfactual_id = None  # the explanation layers replace a counterfactual on show
         shown = self._shown
         if shown is None or not shown.has_overlay(overlay):  # a stage that does not hold it yet
             views.set_layers(self.scene, self.flair_node, None, self._out.labels, self._opacity)
@@ -270,6 +281,67 @@ class SceneWriter:
         views.set_layers(self.scene, self.flair_node, node, self._out.labels, self._opacity)
         if self.display.view_legends:
             nodes.show_legend(self.scene, self._out, overlay, node)
+
+    # ------------------------------------------------------------------ counterfactual and similar lesions
+    def show_counterfactual(self, view: Any) -> None:
+        """Show a lesion's counterfactual (a session.counterfactual.CounterfactualView; main thread).
+
+        The counterfactual FLAIR (a node of its own) becomes the slice views' background and its
+        log-Jacobian map (diverging colours: shrinkage < 0 < growth) the foreground, over the lesion
+        outlines of the original segmentation; ``show_lesion`` / ``set_overlay`` bring the FLAIR back.
+        """
+        session = self.session
+        session.check_current()
+        if view.key != session.key:
+            raise ParameterError(f"the counterfactual of lesion {view.lesion_id} was computed for other inputs or settings; compute it again")
+        if self.inputs_changed():
+            raise InputImageError("an input volume changed since run(); call run() again")
+        geometry, out, lesion_id = session.result.geometry, self._out, int(view.lesion_id)
+        out.counterfactual_flair = panel_nodes.write_volume(
+            self.scene, out.counterfactual_flair, out.folder, view.flair, geometry, f"{self.name} counterfactual FLAIR", lesion_id, "flair"
+        )  # fmt: skip
+        panel_nodes.style_like(out.counterfactual_flair, self.flair_node)
+        out.log_jacobian = panel_nodes.write_volume(
+            self.scene, out.log_jacobian, out.folder, view.log_jacobian, geometry, f"{self.name} counterfactual log-Jacobian",
+            lesion_id, "log_jacobian",
+        )  # fmt: skip
+        self._log_jacobian_window = panel_nodes.log_jacobian_window(view.log_jacobian)
+        panel_nodes.style_log_jacobian(self.scene, out.log_jacobian, self._log_jacobian_window)
+        views.set_layers(self.scene, out.counterfactual_flair, out.log_jacobian, out.labels, self._opacity)
+        nodes.hide_legends(out)
+        views.jump_slices_to(self.scene, view.counterfactual.instance.centroid_ras)
+        self.counterfactual_id = lesion_id
+
+    def counterfactual_legend(self) -> dict:
+        """Return the colour bar of the log-Jacobian overlay on show."""
+        if self.counterfactual_id is None:
+            raise ParameterError("no counterfactual on show: compute one first")
+        return panel_nodes.log_jacobian_legend(self._log_jacobian_window)
+
+    @property
+    def counterfactual_flair_node(self) -> Any:
+        """Return the counterfactual FLAIR node (None before a counterfactual was shown)."""
+        return self._out.counterfactual_flair
+
+    @property
+    def log_jacobian_node(self) -> Any:
+        """Return the counterfactual log-Jacobian node (None before a counterfactual was shown)."""
+        return self._out.log_jacobian
+
+    def show_similar(self, panel: Any) -> Any:
+        """Write a similar-lesions panel (session.similar.SimilarPanel) into the similar-lesions table node; return it."""
+        out = self._out
+        if out.similar_table is None or out.similar_table.GetScene() is None:
+            out.similar_table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", f"{self.name} similar lesions")
+            if out.folder:
+                hierarchy.place_in_folder(self.scene, out.similar_table, out.folder)
+        panel_nodes.fill_similar_table(out.similar_table, panel.rows, panel.lesion_id)
+        return out.similar_table
+
+    @property
+    def similar_table_node(self) -> Any:
+        """Return the similar-lesions table node (None before a panel was shown)."""
+        return self._out.similar_table
 
     # ------------------------------------------------------------------ display options
     def set_overlay_opacity(self, opacity: float) -> None:
@@ -374,5 +446,6 @@ class SceneWriter:
             hierarchy.remove_folder(self.scene, self._out.folder)
         self._out = nodes.Outputs()
         self.selected_id = None
+        self.counterfactual_id = None
         self._shown = None
         self._written.clear()

@@ -23,6 +23,7 @@ from LesionXAILib.session.core import Session
 from LesionXAILib.session.results import LesionResult
 from LesionXAILib.session.settings import RunInputs, SessionSettings
 from LesionXAILib.slicer_app.panel import display_table, legend_text, statistics_text
+from LesionXAILib.slicer_app.side_plans import CounterfactualPanel, CounterfactualPlan, similar_panel
 
 DEMO_MODEL = ""  # empty model path = the shipped demo model
 
@@ -77,10 +78,14 @@ class LesionPlan:
     session: Session
     lesion_id: int
     overlay: str
+    library: Any = None  # session.similar.LibraryLink when a lesion library is chosen
+    similar: Any = None  # its SimilarPanel for this lesion, once computed
 
     def compute(self, progress: Any = None, cancel: Any = None) -> LesionResult:
-        """Explain the lesion and probe its context (no MRML: a worker thread may run this)."""
-        return self.session.compute_lesion(self.lesion_id, progress, cancel)
+        """Explain the lesion, probe its context and find its similar library lesions (no MRML: a worker thread may run this)."""
+        result = self.session.compute_lesion(self.lesion_id, progress, cancel)
+        self.similar = similar_panel(self.library, self.session, self.lesion_id)
+        return result
 
 
 @dataclass
@@ -92,6 +97,7 @@ class LesionPanel:
     statistics_text: str
     legend_text: str
     table: tuple[list[str], list[list[str]]]
+    similar: Any = None  # session.similar.SimilarPanel (None without a library)
 
 
 class ModuleController:
@@ -104,15 +110,20 @@ class ModuleController:
         self.writer: Optional[SceneWriter] = None
         self.lesion_fill = False  # lesions filled in 2D (False: outlines), kept across runs
         self._models: dict[str, tuple[Optional[float], Any]] = {}
+        self.library_path = ""  # lesion library folder for the similar-lesions panel ('' = none)
+        self._library: Any = None  # its LibraryLink for the current model, opened on first use
 
     def model(self, model_path: Any = DEMO_MODEL, trust_model: bool = False) -> Any:
-        """Return the LesionModel at ``model_path`` ('' = demo), loaded once and reloaded if the file changed.
+        """Return the LesionModel at ``model_path`` ('' = demo; a LesionModel: itself), loaded once and reloaded if the file changed.
 
         ``trust_model``: the user ticked "Trust model code", allowing a model that runs code when loaded (TorchScript).
         """
+        from LesionXAILib.lesion_model import LesionModel
         from LesionXAILib.model_loading import load_model
         from LesionXAILib.resources import default_model_path
 
+        if isinstance(model_path, LesionModel):  # a model built in a script (or a test) is used as it is
+            return model_path.eval()
         key = model_key(model_path)
         path = default_model_path() if key == DEMO_MODEL else Path(key)
         mtime = os.path.getmtime(path) if os.path.exists(path) else None
@@ -197,7 +208,7 @@ class ModuleController:
             number = -1
         if number not in session.instance_ids:
             raise ParameterError(f"no lesion {lesion_id!r} in this segmentation")
-        return LesionPlan(session, number, self.resolve_overlay(overlay))
+        return LesionPlan(session, number, self.resolve_overlay(overlay), self.library_link())
 
     def finish_lesion(self, plan: LesionPlan, result: LesionResult) -> LesionPanel:
         """Show a lesion computed off the GUI thread (main thread); return what the panel shows for it."""
@@ -205,9 +216,11 @@ class ModuleController:
             raise ParameterError("the lesions were found again while this one was computed; select it again")
         writer = self.require_writer()
         writer.show_lesion(result, plan.overlay)
+        if plan.similar is not None:
+            writer.show_similar(plan.similar)
         return LesionPanel(
             int(result.lesion_id), writer.overlay, statistics_text(self.session.lesion_statistics(result.lesion_id)),
-            self.legend_text(writer.overlay), display_table(self.session.table_rows()),
+            self.legend_text(writer.overlay), display_table(self.session.table_rows()), plan.similar,
         )  # fmt: skip
 
     def select_lesion(self, lesion_id: int, overlay: Optional[str] = None, progress: Any = None, cancel: Any = None) -> LesionResult:
@@ -228,6 +241,64 @@ class ModuleController:
     def selected_lesion(self) -> Optional[int]:
         """Return the id of the lesion on show (None before)."""
         return self.writer.selected_id if self.has_results() and self.writer is not None else None
+
+    # ------------------------------------------------------------------ counterfactual
+    def prepare_counterfactual(self, lesion_id: Any = None, settings: Any = None) -> CounterfactualPlan:
+        """Check a counterfactual request (main thread): the lesion (default: the one on show) and the inputs."""
+        from LesionXAILib.counterfactual import CounterfactualSettings
+
+        chosen = self.selected_lesion() if lesion_id in (None, 0, "") else lesion_id
+        if chosen is None:
+            raise ParameterError("select a lesion first: its counterfactual is computed")
+        plan = self.prepare_lesion(chosen)
+        return CounterfactualPlan(plan.session, plan.lesion_id, settings if settings is not None else CounterfactualSettings())
+
+    def finish_counterfactual(self, plan: CounterfactualPlan, view: Any) -> CounterfactualPanel:
+        """Show a counterfactual computed off the GUI thread (main thread); return what the panel shows for it."""
+        if plan.session is not self.session:
+            raise ParameterError("the lesions were found again while the counterfactual was computed; compute it again")
+        writer = self.require_writer()
+        writer.show_counterfactual(view)
+        return CounterfactualPanel(view.lesion_id, view.text, legend_text(writer.counterfactual_legend()), view.summary)
+
+    def counterfactual(self, lesion_id: Any = None, settings: Any = None, progress: Any = None, cancel: Any = None) -> CounterfactualPanel:
+        """Compute and show a lesion's counterfactual on this thread (scripts, self-test)."""
+        plan = self.prepare_counterfactual(lesion_id, settings)
+        return self.finish_counterfactual(plan, plan.compute(progress, cancel))
+
+    # ------------------------------------------------------------------ similar lesions
+    def set_library(self, path: Any) -> str:
+        """Use the lesion library at ``path`` ('' or '.': none) for the similar-lesions panel; return the panel's message."""
+        text = "" if path is None else str(path).strip()
+        self.library_path = "" if text in ("", ".") else text
+        self._library = None
+        link = self.library_link()
+        if link is None:
+            return "" if not self.library_path else "the library is checked against the model when the lesions are found"
+        return link.error or f"library with {len(link.table)} lesions"
+
+    def library_link(self) -> Any:
+        """Return the LibraryLink of the chosen library for the current session's model (None: no library or no run)."""
+        from LesionXAILib.session.similar import LibraryLink
+
+        if not self.library_path or self.session is None:
+            return None
+        model = self.session.model
+        link = self._library
+        if link is None or link.model is not model or str(link.path) != str(Path(self.library_path).expanduser()):
+            link = self._library = LibraryLink(self.library_path, model)
+        return link
+
+    def similar(self, lesion_id: Any = None) -> Any:
+        """Return (and write into the table node) the similar-lesions panel of a lesion (default: the one on show)."""
+        chosen = self.selected_lesion() if lesion_id in (None, 0, "") else lesion_id
+        if chosen is None:
+            raise ParameterError("select a lesion first: its similar lesions are looked up")
+        plan = self.prepare_lesion(chosen)
+        panel = similar_panel(self.library_link(), plan.session, plan.lesion_id)
+        if panel is not None:
+            self.require_writer().show_similar(panel)
+        return panel
 
     # ------------------------------------------------------------------ display
     def resolve_overlay(self, overlay: Optional[str]) -> str:

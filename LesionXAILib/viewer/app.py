@@ -100,6 +100,9 @@ class LesionViewer:
         self._on_ready_callbacks: list[Callable[[str], None]] = []
         self._overlay_choice = DEFAULT_OVERLAY
         self._init_state()
+        from LesionXAILib.viewer.cases import CasePanels
+
+        self.cases = CasePanels(self)  # counterfactual action and similar-lesions panel
         self.page = page_layout.build_page(self, title)
         self.server.controller.on_server_ready.add(self._on_server_ready)
         self.server.controller.on_server_bind.add(self._on_server_bind)
@@ -307,12 +310,15 @@ class LesionViewer:
                 self.state.lx_error = f"Lesion {lesion_id}: {exc}"
 
     def _select(self, lesion_id: int, t0: float) -> None:
+        if self.cases.busy:  # both drive the same network: one at a time
+            raise LesionXAIError("a counterfactual is being computed: wait for it or cancel it")
         stats = self.session.lesion_statistics(lesion_id)
         self.pending_id = lesion_id
         with self.state:
             self._show_header(stats)
             self.state.lx_error = ""
-        if self.session.is_cached(lesion_id):
+        # a cached lesion shows at once, unless its library lookup is still to run (on the worker: one network user)
+        if self.session.is_cached(lesion_id) and not self.cases.needs_lookup(lesion_id):
             assert self.worker is not None
             self.worker.cancel()  # an older fresh request must not replace this selection later
             self.timings.click_to_selection_s = time.perf_counter() - t0
@@ -346,9 +352,15 @@ class LesionViewer:
         return ids
 
     def cancel(self) -> None:
-        """Cancel the lesion computation in progress (the current selection stays)."""
+        """Cancel the lesion computation or counterfactual in progress (the current selection stays)."""
         if self.worker is not None:
             self.worker.cancel()
+        self.cases.cancel()
+
+    def render(self) -> None:
+        """Ask every view for a new frame (layer changes alone do not always reach trame-slicer)."""
+        for view in self.slicer_app.view_manager.get_views():
+            view.schedule_render()
 
     # ------------------------------------------------------ worker callbacks
 
@@ -363,6 +375,7 @@ class LesionViewer:
             partial((result, time.perf_counter() - t))
 
         result = self.session.compute_lesion(lesion_id, progress=progress, cancel=cancel, on_partial=stage, first=overlay)
+        self.cases.similar_for(lesion_id)  # its nearest library lesions, cached for _show (nothing without a library)
         return result, time.perf_counter() - t
 
     def _on_progress(self, request: LesionRequest, fraction: float, message: str) -> None:
@@ -428,6 +441,7 @@ class LesionViewer:
         with self.state:
             t_bridge = time.perf_counter()
             self.writer.show_lesion(result, overlay=overlay)
+            self.cases.forget()
             bridge_s = time.perf_counter() - t_bridge
             stats = self.session.lesion_statistics(result.lesion_id)
             self._show_header(stats)
@@ -435,6 +449,7 @@ class LesionViewer:
             self._refresh_table()
             self._refresh_legend()
             if complete:
+                self.cases.show_similar(result.lesion_id)
                 self.state.lx_busy = False
                 self.state.lx_progress = 100.0
                 self.state.lx_progress_message = ""
@@ -511,6 +526,7 @@ class LesionViewer:
         if self.writer.selected_id is not None:
             try:
                 self.writer.set_overlay(lx_overlay)
+                self.cases.forget()
                 self._apply_opacity()
             except LesionXAIError as exc:  # e.g. a map this lesion's explainers did not produce
                 self._revert("lx_overlay", f"Overlay not available: {exc}")
@@ -573,6 +589,7 @@ class LesionViewer:
             "rss_mb": memory_mb("VmRSS"),
             "peak_rss_mb": memory_mb("VmHWM"),
             "pid": os.getpid(),
+            **self.cases.snapshot(),
         }
 
 

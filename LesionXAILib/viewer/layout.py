@@ -26,6 +26,9 @@ PAGE_STYLE = """
 .lx-row-selected { background: rgba(79, 127, 214, 0.35); }
 .lx-stats td { padding: 2px 6px !important; height: auto !important; }
 #lx-table td, #lx-table th { padding: 0 6px !important; }
+.lx-cf-text { font: 12px sans-serif; white-space: pre-wrap; }
+.lx-similar-cell { width: 76px; margin: 0 6px 6px 0; }
+.lx-similar-crop { image-rendering: pixelated; border: 1px solid #555; }
 """ % {"w": PANEL_WIDTH_PX}
 
 
@@ -74,6 +77,7 @@ def build_page(viewer: "LesionViewer", title: str) -> Any:
                     _selection_card(viewer)
                     _overlay_controls()
                     _statistics(viewer)
+                    _cases(viewer)
                     _lesion_table(viewer)
     return page
 
@@ -131,6 +135,31 @@ def _statistics(viewer: "LesionViewer") -> None:
                 html.Td("{{ row.label }}", classes="text-medium-emphasis")
                 html.Td("{{ row.value }}")
     html.Div(v_html=("lx_curve_svg",), id="lx-curve", classes="mb-3")
+
+
+def _cases(viewer: "LesionViewer") -> None:
+    """The counterfactual action and its summary, then the similar-lesions panel (with ``--library``)."""
+    from trame.widgets import html
+    from trame.widgets import vuetify3 as v3
+
+    with html.Div(classes="d-flex align-center mb-1"):
+        v3.VBtn(
+            "Counterfactual", size="small", variant="tonal", click=viewer.cases.request_counterfactual,
+            disabled=("lx_selected_id === null || lx_busy",), id="lx-counterfactual",
+        )  # fmt: skip
+        v3.VSpacer()
+        v3.VBtn("Show explanation", size="small", variant="text", v_show=("lx_cf_shown",), click=viewer.cases.show_explanation,
+                id="lx-show-explanation")  # fmt: skip
+    html.Pre("{{ lx_cf_text }}", v_show=("lx_cf_text",), id="lx-cf-text", classes="lx-cf-text mb-2")
+    with html.Div(v_if=("lx_similar_enabled",), id="lx-similar", classes="mb-3"):
+        html.Div("Similar lesions", classes="text-subtitle-2")
+        html.Div("{{ lx_similar_message }}", id="lx-similar-message", classes="text-caption text-medium-emphasis mb-1")
+        with html.Div(classes="d-flex flex-wrap"):
+            with html.Div(v_for="row in lx_similar_rows", key="row.rank", id=("`lx-similar-row-${row.rank}`",),
+                          classes="lx-similar-cell"):  # fmt: skip
+                html.Img(src=("row.thumbnail",), width=64, height=64, classes="lx-similar-crop")
+                html.Div("{{ row.status }} · {{ row.distance.toFixed(3) }}", classes="text-caption")
+                html.Div("{{ row.subject }} #{{ row.id }}", classes="text-caption text-medium-emphasis")
 
 
 def _lesion_table(viewer: "LesionViewer") -> None:

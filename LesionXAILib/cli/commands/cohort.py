@@ -97,6 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-lesion-files", action="store_true", help="do not write per-lesion maps, curves and shells")
     g.add_argument("--correction", choices=("holm", "bh"), default="holm", help="multiple-comparison correction (default holm)")
     g.add_argument("--report-only", action="store_true", help="only rebuild tables, statistics and report from finished subjects")
+    g.add_argument("--library", default=None, metavar="LIB",
+                   help="also embed every finished subject's lesions into this lesion library (created if missing; the same "
+                        "as `lesionxai library build --cohort OUT --out LIB` after the run)")  # fmt: skip
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -170,6 +173,13 @@ def run(args: argparse.Namespace) -> int:
 
     spec = ModelSpec(args.model or args.weights, args.config, args.device, bool(args.trust_model), bool(args.weights),
                      model_options_from_args(args))  # fmt: skip
+    library_model = None
+    if args.library:  # opened before any subject runs: a library of another model is refused at once
+        from LesionXAILib.cli.common import load_model_from_args
+        from LesionXAILib.cohort.library_step import open_run_library
+
+        library_model = load_model_from_args(argparse.Namespace(**vars(args)))  # a copy: presets may fill args in
+        open_run_library(args.library, args.out, library_model)
     workers: Optional[int] = args.workers
     if workers is None:
         workers = 0 if args.scheduler is None and default_workers(args.threads) == 1 else default_workers(args.threads)
@@ -201,6 +211,10 @@ def run(args: argparse.Namespace) -> int:
                             bids_out=args.bids_out)  # fmt: skip
     finally:
         bar.close()
+    if library_model is not None:
+        from LesionXAILib.cohort.library_step import fill_run_library
+
+        fill_run_library(args.library, args.out, library_model)
     groups = ", ".join(f"{g} {n}" for g, n in (result.statistics or {}).get("groups", {}).items()) or "no instances"
     log.info("cohort: %d subjects (%d computed, %d finished earlier, %d failed, %d not run); %s; %.1f s -> %s",
              len(result.subjects), result.count("finished"), result.count("skipped"), result.count("failed"),

@@ -6,6 +6,7 @@ import argparse
 import logging
 import socket
 import time
+from pathlib import Path
 
 from LesionXAILib.errors import ParameterError
 
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="compute the N largest lesions in the background while idle, so clicks on them are instant "
         "(default 0; costs CPU while it runs and memory for the cached maps)",
     )  # fmt: skip
+    g.add_argument("--library", default=None, metavar="LIB",
+                   help="lesion library (`lesionxai library build`, `cohort --library`) built with the same model: "
+                        "a 'similar lesions' panel lists the selected lesion's nearest library lesions")  # fmt: skip
     s = parser.add_argument_group("server")
     s.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
     s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
@@ -105,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.weights:
         check_model_path(args.model)
     check_port(args.host, args.port)
+    if args.library is not None and not Path(args.library).is_dir():
+        raise ParameterError(f"--library '{args.library}' is not a folder; build a library with `lesionxai library build`")
     if args.precompute < 0:
         raise ParameterError(f"--precompute must be >= 0, got {args.precompute}")
     if args.host not in LOOPBACK_HOSTS:
@@ -129,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         close()
     summary = summary_text(writer.session)
     viewer.attach_session(writer, summary)
+    if args.library is not None:  # a library of another model is refused in the panel, which says why
+        viewer.cases.attach_library(args.library)
     viewer.precompute_on_ready(args.precompute)
     log.info("%s: %s; ready in %.1f s, starting the server", inputs.describe(), summary, time.perf_counter() - t_start)
     serve(viewer, host=args.host, port=args.port)
