@@ -33,8 +33,8 @@ def write_model_card(checkpoint: str | os.PathLike, model: LesionModel, training
         "name": cfg.name,
         "checkpoint": Path(checkpoint).name,
         "architecture": {
-            "network": NETWORK_TITLES.get(cfg.network, cfg.network),
             **{k: v for k, v in cfg.to_dict().items() if k not in ("extra", "input_order", "normalization", "roi_size", "overlap", "threshold")},
+            "network": NETWORK_TITLES.get(cfg.network, cfg.network),  # after the config's own 'network' key: the title wins
             "parameters": int(sum(p.numel() for p in model.parameters())),
         },
         "inputs": {
