@@ -130,3 +130,38 @@ def test_a_model_without_sparse_coding_layers_is_refused_in_one_line():
     assert "\n" not in str(info.value)
     with pytest.raises(ParameterError, match="needs an ML-CSC model"):
         atom_table(tiny_model(), np.zeros((2, 8, 8, 8)), [])
+
+
+def test_atom_tables_and_the_report_panel(tmp_path):
+    import csv
+    import json
+
+    from LesionXAILib.explain.methods.atoms import write_atom_tables
+    from LesionXAILib.report.atoms_panel import atoms_section, orthogonal_tile
+
+    assert atoms_section(tmp_path) == ""  # a run without atoms gets no section
+    model = small_mlcsc(seed=5)
+    image, mask = image_and_mask(seed=5)
+    other = np.zeros(SHAPE, dtype=bool)
+    other[1:3, 2:4, 8:10] = True
+    image[0, other] += 3.0
+    targets = [InstanceTarget(mask, instance_id=1), InstanceTarget(other, instance_id=2)]
+    json_path, csv_path = write_atom_tables(tmp_path, model, image, targets)
+    rows = json.loads(json_path.read_text())["rows"]
+    with open(csv_path, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) == 2 * (2 * 3 + 4 + 5)  # per instance: 3 atoms x 2 sequences, 4 + 5 joint atoms
+    for layer, modality in [(1, "FLAIR"), (1, "MPRAGE"), (2, "joint"), (3, "joint")]:
+        for iid in (1, 2):
+            shares = [r["share"] for r in rows if (r["instance_id"], r["layer"], r["modality"]) == (iid, layer, modality)]
+            assert sum(shares) == pytest.approx(1.0)
+    npz = np.load(tmp_path / "atoms.npz")
+    assert npz["1_L1_FLAIR"].shape == (3, 5, 5, 5) and npz["1_L3"].shape[:2] == (4, 2)
+    top = next(r["atom"] for r in rows if (r["instance_id"], r["layer"], r["modality"], r["rank"]) == (1, 1, "FLAIR", 1))
+    assert npz["1_L1_FLAIR_ids"][0] == top
+    np.testing.assert_allclose(npz["1_L1_FLAIR"][0, 1:4, 1:4, 1:4], model.network.modality_layers[0].weight[top, 0].detach().numpy(), rtol=1e-6)
+    html = atoms_section(tmp_path)
+    assert 'id="atoms"' in html and html.count("<img") == 2 and 'id="atoms-table-2"' in html
+    tile = orthogonal_tile(np.arange(27.0).reshape(3, 3, 3))
+    np.testing.assert_array_equal(tile[:, :3], np.arange(27.0).reshape(3, 3, 3)[1])
+    assert np.isnan(tile[:, 3]).all()

@@ -15,16 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from LesionXAILib.explain.methods.base import BatchContext, Explainer
 from LesionXAILib.explain.registry import MethodSpec, register
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 NAME = "atoms"
 ATOMS_UNIT = "normalised intensity (reconstruction)"
 DEFAULTS = {"atoms_top": 4, "atoms_layer": 1}
+ATOMS_JSON, ATOMS_NPZ = "atoms.json", "atoms.npz"
 TABLE_COLUMNS = ("instance_id", "layer", "modality", "atom", "rank", "share", "energy", "active")
 
 
@@ -119,15 +121,62 @@ def atom_table(model: Any, normalized: np.ndarray, targets: Sequence[Any], top: 
     return rows
 
 
+def atom_figures(model: Any, normalized: np.ndarray, targets: Sequence[Any], rows: list[dict],
+                 top: int = DEFAULTS["atoms_top"], margin: int = 4) -> dict[str, np.ndarray]:  # fmt: skip
+    """Return the arrays the report's atoms panel draws, keyed '<instance>_<what>': the lesion's crop (FLAIR, mask,
+    reconstruction from its top layer-1 atoms per sequence) and its top atoms as image-space patches (layer 1 per
+    sequence, and the deepest joint layer)."""
+    import torch
+
+    from LesionXAILib.models.mlcsc_atoms import atom_patches, lesion_reconstruction, require_mlcsc
+
+    net = require_mlcsc(model)
+    param = next(net.parameters())
+    x = _network_input(model, torch.as_tensor(normalized, dtype=param.dtype, device=param.device))
+    modalities = tuple(model.config.input_order)
+    deepest = 1 + len(net.joint_layers)
+    out: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        codes = net.codes(x)
+        for target in targets:
+            iid = int(target.instance_id)
+            mask = np.asarray(target.mask, dtype=bool)
+            full = torch.zeros(x.shape[2:], dtype=torch.bool, device=x.device)
+            full[tuple(slice(0, s) for s in mask.shape)] = torch.from_numpy(mask)
+            mine = [{k: v for k, v in r.items() if k != "instance_id"} for r in rows if r["instance_id"] == iid]
+            recon = lesion_reconstruction(net, codes, full, mine, modalities, 1, top).cpu().numpy()
+            where = np.argwhere(mask)
+            lo = np.maximum(where.min(0) - margin, 0)
+            hi = np.minimum(where.max(0) + margin + 1, mask.shape)
+            box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+            out[f"{iid}_flair"] = np.asarray(normalized[0][box], dtype=np.float32)
+            out[f"{iid}_mask"] = mask[box]
+            out[f"{iid}_recon"] = recon[(slice(None),) + box].astype(np.float32)
+            for m, name in enumerate(modalities):
+                ids = [r["atom"] for r in sorted((r for r in mine if r["layer"] == 1 and r["modality"] == name), key=lambda r: r["rank"])][:top]
+                out[f"{iid}_L1_{name}_ids"] = np.asarray(ids, dtype=np.int64)
+                out[f"{iid}_L1_{name}"] = atom_patches(net, 1, ids, modality=m)[:, m].astype(np.float32)
+            ids = [r["atom"] for r in sorted((r for r in mine if r["layer"] == deepest), key=lambda r: r["rank"])][:top]
+            out[f"{iid}_L{deepest}_ids"] = np.asarray(ids, dtype=np.int64)
+            out[f"{iid}_L{deepest}"] = atom_patches(net, deepest, ids).astype(np.float32)
+    return out
+
+
 def write_atom_tables(out: str | os.PathLike, model: Any, normalized: np.ndarray, targets: Sequence[Any]) -> tuple[Path, Path]:
-    """Write ``atoms.json`` and ``atoms.csv`` (every instance's atom shares per layer and sequence) into ``out``; return their paths."""
-    from LesionXAILib.atomic_write import write_csv, write_json
+    """Write ``atoms.json`` / ``atoms.csv`` (every instance's atom shares per layer and sequence) and ``atoms.npz`` (the
+    report panel's patches and reconstructions) into ``out``; return the JSON and CSV paths."""
+    import io
+
+    from LesionXAILib.atomic_write import write_bytes, write_csv, write_json
 
     rows = atom_table(model, normalized, targets)
     out = Path(out)
-    j = write_json(out / "atoms.json", {"columns": list(TABLE_COLUMNS), "rows": rows,
-                                         "share": "atom's code energy over the lesion's cells / all atoms' of the same layer and sequence"})  # fmt: skip
+    j = write_json(out / ATOMS_JSON, {"columns": list(TABLE_COLUMNS), "rows": rows, "modalities": list(model.config.input_order),
+                                      "share": "atom's code energy over the lesion's cells / all atoms' of the same layer and sequence"})  # fmt: skip
     c = write_csv(out / "atoms.csv", TABLE_COLUMNS, rows)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **atom_figures(model, normalized, targets, rows))
+    write_bytes(out / ATOMS_NPZ, buffer.getvalue())
     return j, c
 
 
