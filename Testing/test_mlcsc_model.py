@@ -80,6 +80,12 @@ def test_train_config_mlcsc_writes_a_checkpoint_that_loads_and_segments_a_phanto
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["architecture"]["network"].startswith("ML-CSC") and card["training"]["steps"] == 3
     assert "ML-CSC" in out.with_suffix(".md").read_text()
+    # a bare state dict loads through --config mlcsc (--weights) like any config network
+    torch.save(model.network.state_dict(), tmp_path / "weights.pt")
+    bare = load_model(tmp_path / "weights.pt", config="mlcsc")
+    x = torch.randn(1, 2, 8, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(bare(x), model(x))
     from LesionXAILib.phantom import PhantomSettings, generate_phantom
     from LesionXAILib.segmentation import segment
 
