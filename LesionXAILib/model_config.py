@@ -198,6 +198,16 @@ PRESETS: dict[str, ModelConfig] = {
         head="sigmoid",
         threshold=0.5,
     ),
+    # An interpretable-by-design segmenter (Lazendic et al. 2022): unfolded ISTA over learned convolutional
+    # dictionaries, per-sequence first layer, merged joint layers (LesionXAILib/models/mlcsc.py).
+    "mlcsc": ModelConfig(
+        name="mlcsc",
+        head="sigmoid",
+        threshold=0.5,
+        network="mlcsc",
+        architecture={"atoms": [8, 16, 32], "kernel_size": 3, "iterations": 2, "hidden": 16},
+        roi_size=(96, 96, 96),
+    ),
     # A few-thousand-parameter network to check that training runs end to end (tests, smoke runs).
     "tiny": ModelConfig(name="tiny", channels=(4, 8, 16), strides=(2, 2), num_res_units=1, norm="batch"),
 }

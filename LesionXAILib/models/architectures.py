@@ -47,6 +47,12 @@ def _swin_unetr(config: Any) -> nn.Module:
     return SwinUNETR(spatial_dims=config.spatial_dims, in_channels=config.in_channels, out_channels=config.out_channels, **kwargs)
 
 
+def _mlcsc(config: Any) -> nn.Module:
+    from LesionXAILib.models.mlcsc import build_mlcsc
+
+    return build_mlcsc(config)
+
+
 def _stride_product(strides: Any) -> int:
     total = [1, 1, 1]
     for s in strides:
@@ -63,6 +69,12 @@ def _dynunet_divisor(config: Any) -> int:
     return _stride_product(config.architecture.get("strides", (1,)))
 
 
+def _mlcsc_divisor(config: Any) -> int:
+    from LesionXAILib.models.mlcsc import mlcsc_divisor
+
+    return mlcsc_divisor(config)
+
+
 def _swin_divisor(config: Any) -> int:
     # four patch-merging stages after a 2x patch embedding: inputs must be multiples of 2**5
     return 32
@@ -72,11 +84,13 @@ ARCHITECTURES: dict[str, Callable[[Any], nn.Module]] = {
     "unet": _unet,
     "dynunet": _dynunet,
     "swin-unetr": _swin_unetr,
+    "mlcsc": _mlcsc,
 }
 DIVISORS: dict[str, Callable[[Any], int]] = {
     "unet": _unet_divisor,
     "dynunet": _dynunet_divisor,
     "swin-unetr": _swin_divisor,
+    "mlcsc": _mlcsc_divisor,
 }
 
 

@@ -408,6 +408,9 @@ def _document(run, settings, scales, sections, panels, method, sequences, cam, r
         body.append("</section>")
     body.append("</section>")
     body.append(counterfactual_section(run.run_dir))  # empty unless the run holds counterfactuals.json
+    from LesionXAILib.report.atoms_panel import atoms_section  # issue 22: "" without atoms.json/atoms.npz
+
+    body.append(atoms_section(run.run_dir, settings.html_dpi))
     if exports:
         rel = sorted({os.path.relpath(p, html_path.parent) for p in exports})
         body.append(f"<footer>Figures for papers: {H.esc(', '.join(rel[:6]))}{' …' if len(rel) > 6 else ''} "

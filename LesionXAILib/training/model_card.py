@@ -11,6 +11,9 @@ from LesionXAILib.atomic_write import write_json, write_text
 from LesionXAILib.lesion_model import LesionModel
 
 
+NETWORK_TITLES = {"unet": "MONAI UNet", "mlcsc": "ML-CSC (unfolded ISTA, multimodal)"}
+
+
 def card_paths(checkpoint: str | os.PathLike) -> tuple[Path, Path]:
     """Return the (JSON, Markdown) model-card paths of a checkpoint."""
     p = Path(checkpoint)
@@ -30,8 +33,8 @@ def write_model_card(checkpoint: str | os.PathLike, model: LesionModel, training
         "name": cfg.name,
         "checkpoint": Path(checkpoint).name,
         "architecture": {
-            "network": "MONAI UNet",
             **{k: v for k, v in cfg.to_dict().items() if k not in ("extra", "input_order", "normalization", "roi_size", "overlap", "threshold")},
+            "network": NETWORK_TITLES.get(cfg.network, cfg.network),  # after the config's own 'network' key: the title wins
             "parameters": int(sum(p.numel() for p in model.parameters())),
         },
         "inputs": {
@@ -77,9 +80,7 @@ def render_markdown(card: dict) -> str:
         f"**Intended use:** {card.get('intended_use')}.",
         "",
         "## Architecture",
-        f"{arch.get('network')}: channels {arch.get('channels')}, strides {arch.get('strides')}, "
-        f"{arch.get('num_res_units')} residual unit(s), {arch.get('norm')} norm, {arch.get('act')} activation, "
-        f"{arch.get('parameters')} parameters; head: {card.get('output')}.",
+        _architecture_line(arch, card),
         "",
         "## Inputs and inference",
         f"- channel order: {', '.join(card.get('inputs', {}).get('order', []))}",
@@ -110,6 +111,15 @@ def render_markdown(card: dict) -> str:
     else:
         lines.append("- not evaluated yet (`lesionxai evaluate --model ... --update-card`)")
     return "\n".join(lines) + "\n"
+
+
+def _architecture_line(arch: dict, card: dict) -> str:
+    if arch.get("network", "").startswith("ML-CSC"):
+        return (f"{arch.get('network')}: {arch.get('architecture')}, {arch.get('parameters')} parameters; "
+                f"head: {card.get('output')}.")  # fmt: skip
+    return (f"{arch.get('network')}: channels {arch.get('channels')}, strides {arch.get('strides')}, "
+            f"{arch.get('num_res_units')} residual unit(s), {arch.get('norm')} norm, {arch.get('act')} activation, "
+            f"{arch.get('parameters')} parameters; head: {card.get('output')}.")  # fmt: skip
 
 
 def _minutes(seconds: Any) -> str:

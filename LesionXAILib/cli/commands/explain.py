@@ -93,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
                                         check_result=lambda r: instance_targets(r.instances, ids, settings.aggregation))  # fmt: skip
     settings = settings_from_args(args)  # a preset's CAM layer is resolved once the network is loaded
     model, result, out, inputs = subject.model, subject.result, subject.out, subject.protected
+    if "atoms" in settings.methods:
+        from LesionXAILib.models.mlcsc_atoms import require_mlcsc
+
+        require_mlcsc(model)  # before any lesion is explained: one line, nothing half-written
     settings = apply_crop_rule(settings, model.config)  # resampling / uncalibrated long-reach models: whole volume
     targets = instance_targets(result.instances, ids, settings.aggregation)
     # an uncalibrated model is calibrated here, on this subject's lesions (once per model: cached by its weights)
@@ -120,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     rows.sort(key=lambda r: r["instance_id"])
     write_explanations(out, rows, settings, result, margin_source)
+    if "atoms" in settings.methods:
+        from LesionXAILib.explain.methods.atoms import write_atom_tables
+
+        write_atom_tables(out, model, result.normalized, targets)  # which atoms carry each lesion's code
     if margin_source == "auto-calibrated":
         write_run_calibration(model, out, inputs)
     flagged = [r["instance_id"] for r in rows if r.get("fidelity", {}).get("flag")]
