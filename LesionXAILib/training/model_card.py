@@ -11,6 +11,9 @@ from LesionXAILib.atomic_write import write_json, write_text
 from LesionXAILib.lesion_model import LesionModel
 
 
+NETWORK_NAMES = {"unet": "MONAI UNet", "dynunet": "MONAI DynUNet (nnU-Net style)", "swin-unetr": "MONAI SwinUNETR"}
+
+
 def card_paths(checkpoint: str | os.PathLike) -> tuple[Path, Path]:
     """Return the (JSON, Markdown) model-card paths of a checkpoint."""
     p = Path(checkpoint)
@@ -30,7 +33,7 @@ def write_model_card(checkpoint: str | os.PathLike, model: LesionModel, training
         "name": cfg.name,
         "checkpoint": Path(checkpoint).name,
         "architecture": {
-            "network": "MONAI UNet",
+            "network": NETWORK_NAMES.get(cfg.network, cfg.network),
             **{k: v for k, v in cfg.to_dict().items() if k not in ("extra", "input_order", "normalization", "roi_size", "overlap", "threshold")},
             "parameters": int(sum(p.numel() for p in model.parameters())),
         },
@@ -40,7 +43,10 @@ def write_model_card(checkpoint: str | os.PathLike, model: LesionModel, training
             "registration": "FLAIR and MPRAGE on one grid (MPRAGE is resampled onto the FLAIR by LesionXAI)",
             "skull_stripped": True,
         },
-        "output": "one lesion logit channel; probability = sigmoid(logit)",
+        "output": (
+            "one lesion logit channel; probability = sigmoid(logit)" if cfg.head == "sigmoid"
+            else f"{cfg.out_channels} channels; lesion probability = softmax(channel {cfg.lesion_index})"
+        ),
         "inference": {"roi_size": list(cfg.roi_size), "overlap": cfg.overlap, "blending": "gaussian",
                       "threshold": cfg.threshold, "min_size_voxels": 3, "connectivity": 26},  # fmt: skip
         "training": training,
@@ -77,9 +83,7 @@ def render_markdown(card: dict) -> str:
         f"**Intended use:** {card.get('intended_use')}.",
         "",
         "## Architecture",
-        f"{arch.get('network')}: channels {arch.get('channels')}, strides {arch.get('strides')}, "
-        f"{arch.get('num_res_units')} residual unit(s), {arch.get('norm')} norm, {arch.get('act')} activation, "
-        f"{arch.get('parameters')} parameters; head: {card.get('output')}.",
+        _architecture_line(arch) + f"; head: {card.get('output')}.",
         "",
         "## Inputs and inference",
         f"- channel order: {', '.join(card.get('inputs', {}).get('order', []))}",
@@ -110,6 +114,18 @@ def render_markdown(card: dict) -> str:
     else:
         lines.append("- not evaluated yet (`lesionxai evaluate --model ... --update-card`)")
     return "\n".join(lines) + "\n"
+
+
+def _architecture_line(arch: dict) -> str:
+    """Return the card's one-line architecture summary (U-Net fields, or the network's own arguments)."""
+    if arch.get("network") == "MONAI UNet" or not arch.get("architecture"):
+        return (
+            f"{arch.get('network')}: channels {arch.get('channels')}, strides {arch.get('strides')}, "
+            f"{arch.get('num_res_units')} residual unit(s), {arch.get('norm')} norm, {arch.get('act')} activation, "
+            f"{arch.get('parameters')} parameters"
+        )
+    args = ", ".join(f"{k}={v}" for k, v in arch["architecture"].items())
+    return f"{arch.get('network')}: {args}; {arch.get('parameters')} parameters"
 
 
 def _minutes(seconds: Any) -> str:
