@@ -31,3 +31,17 @@ def test_shipped_model_loads_and_segments_a_small_phantom(name):
     assert np.isfinite(result.probability).all() and 0.0 <= result.probability.min() <= result.probability.max() <= 1.0
     # a trained model finds at least one true lesion of the four
     assert result.instances.metrics.tp >= 1
+
+
+def test_demo_picks_a_shipped_model_by_name_and_can_drop_mimics():
+    from LesionXAILib.cli.commands import demo
+    from LesionXAILib.cli.main import build_parser
+    from LesionXAILib.errors import ModelLoadError
+    from LesionXAILib.study.models import is_shipped_name, resolve_model
+
+    assert resolve_model("dynunet") == SHIPPED["dynunet"] and is_shipped_name("unet-anchor")
+    with pytest.raises(ModelLoadError, match="shipped"):
+        resolve_model("no-such-model")
+    args = build_parser().parse_args(["demo", "--small", "--no-mimics", "--model", "dynunet"])
+    assert demo.phantom_settings_from_args(args).mimics is False
+    assert demo.phantom_settings_from_args(build_parser().parse_args(["demo", "--small"])).mimics is True
