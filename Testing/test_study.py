@@ -64,3 +64,14 @@ def test_study_command_on_a_tiny_cohort(tmp_path):
     assert row["model"] == "unet" and row["lesions_analysed"] >= 1
     assert row["mimics"] > 0 and 0 <= row["fp_on_mimics"] <= row["fp"]
     assert "~7" in (out / "summary.md").read_text()
+
+
+def test_figures_with_several_lesions_per_model(tmp_path):
+    from LesionXAILib.study.figures import write_figures
+
+    rows = [{"model": m, "status": s, "context_needed_mm": float(c), "context_beyond_max": False, "context_status": "needs_context",
+             "flair_inside_mean": 1.0 + c, "flair_ring_mean": -0.5, "mprage_inside_mean": 0.2, "mprage_ring_mean": 0.1,
+             "flair_inside_peak": 2.0 + c} for m in ("a", "b") for s, c in (("TP", 1), ("TP", 3), ("FP", 5), ("FN", 0))]  # fmt: skip
+    result = StudyResult(StudySettings(seeds=(1,)), {"a": "a", "b": "b"}, rows, [])
+    paths = write_figures(result, tmp_path)
+    assert all(p.stat().st_size > 1000 for p in paths.values())

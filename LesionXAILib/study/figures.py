@@ -77,8 +77,9 @@ def plot_saliency_regions(result: StudyResult, path: str | os.PathLike) -> Path:
             for name in names:
                 v = finite(r.get(f"{seq}_{region}_mean") for r in result.lesions if r["model"] == name and r["status"] == "TP")
                 # scaled by the model's own inside magnitude: models' gradients differ by orders of magnitude
-                scale = np.median(np.abs(finite(r.get(f"{seq}_inside_mean") for r in result.lesions
-                                                  if r["model"] == name and r["status"] == "TP")) or [1.0]) or 1.0  # fmt: skip
+                inside = finite(r.get(f"{seq}_inside_mean") for r in result.lesions if r["model"] == name and r["status"] == "TP")
+                scale = float(np.median(np.abs(inside))) if inside else 1.0
+                scale = scale if scale > 0 else 1.0
                 values.append(float(np.median(v)) / scale if v else math.nan)
             ax.bar(np.arange(len(names)) + (n - 0.5) * 0.38, values, width=0.38, label=f"{region} ({'lesion' if n == 0 else '1-3 mm ring'})")
         ax.axhline(0.0, color="black", linewidth=0.8)
