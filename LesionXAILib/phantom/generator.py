@@ -2,9 +2,10 @@
 
 Pipeline (all randomness from the seed): warp the MNI152 tissue maps with a random affine jitter
 and smooth deformation -> place lesions in white matter -> mix tissue and lesion intensities per
-sequence -> texture and bias field -> optional thick-slice resampling -> Rician noise -> skull strip.
-Independent random streams (deformation, lesions, contrast, noise) are spawned from the seed, so
-changing e.g. the lesion count does not change the subject's anatomy.
+sequence -> lesion mimics (optional) -> texture and bias field -> optional thick-slice resampling ->
+Rician noise -> skull strip. Independent random streams (deformation, lesions, contrast, noise,
+mimics) are spawned from the seed, so changing e.g. the lesion count does not change the subject's
+anatomy, and switching mimics off gives exactly the phantom made before mimics existed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from LesionXAILib.phantom.anatomy import MAP_NAMES, load_anatomy, sub_geometry
 from LesionXAILib.phantom.contrasts import flair_rim, lesion_contrast_map, sample_contrasts, tissue_mix
 from LesionXAILib.phantom.lesion_placement import PlacedLesion, PlacementSettings, TissueMaps, place_lesions
 from LesionXAILib.phantom.lesion_shapes import lesion_fraction
+from LesionXAILib.phantom.mimics import MIMIC_KINDS, mimic_labels, paint_mimics, place_mimics
 from LesionXAILib.phantom.variability import (
     add_rician_noise,
     bias_field,
@@ -51,7 +53,8 @@ class PhantomSettings:
 
     ``spacing`` is (i, j, k) mm; ``fov_mm`` (i, j, k) mm is a box centred on the brain (None: the
     whole brain cropped to its bounding box plus ``margin_voxels``). ``n_lesions=None`` draws a
-    realistic count in 10..25.
+    realistic count in 10..25. ``mimics`` adds FLAIR-hyperintense non-lesion structures (see
+    phantom.mimics); False reproduces the phantom made before mimics existed, array for array.
     """
 
     n_lesions: Optional[int] = None
@@ -66,6 +69,7 @@ class PhantomSettings:
     noise_fraction: tuple[float, float] = (0.015, 0.04)
     contrast_jitter: float = 1.0
     lesions: PlacementSettings = field(default_factory=PlacementSettings)
+    mimics: bool = True
 
     def __post_init__(self) -> None:
         if self.n_lesions is not None and not 0 <= int(self.n_lesions) <= MAX_LESIONS:
@@ -103,6 +107,8 @@ class Phantom:
     settings: PhantomSettings
     contrast: dict = field(default_factory=dict)
     seconds: float = 0.0
+    mimics: Optional[np.ndarray] = None  # uint8 (k,j,i): 1 + index in MIMIC_KINDS, 0 elsewhere; None when off
+    mimic_params: list = field(default_factory=list)
 
     @property
     def brain_mask(self) -> np.ndarray:
@@ -129,11 +135,22 @@ class Phantom:
             "lesion_volume_mm3": float(self.lesions.sum() * self.geometry.voxel_volume),
             "lesion_components": n_components,
             "lesions": self.lesion_params,
+            **self._mimic_summary(),
             "seconds": round(self.seconds, 3),
         }
 
+    def _mimic_summary(self) -> dict[str, Any]:
+        if self.mimics is None:
+            return {}
+        counts = np.bincount(self.mimics.ravel(), minlength=len(MIMIC_KINDS) + 1)
+        return {
+            "mimic_labels": {str(n + 1): kind for n, kind in enumerate(MIMIC_KINDS)},
+            "mimic_voxels": {kind: int(counts[n + 1]) for n, kind in enumerate(MIMIC_KINDS)},
+            "mimics": self.mimic_params,
+        }
+
     def write(self, out_dir: str | os.PathLike, tissue: bool = False) -> dict[str, Path]:
-        """Write flair.nii.gz, t1.nii.gz, lesions.nii.gz, lesions.json (+ wm/gm/csf.nii.gz with ``tissue``); return the paths."""
+        """Write flair.nii.gz, t1.nii.gz, lesions.nii.gz, lesions.json (+ mimics.nii.gz when on, wm/gm/csf.nii.gz with ``tissue``); return the paths."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -141,6 +158,8 @@ class Phantom:
             "t1": write_volume(self.t1, self.geometry, out / "t1.nii.gz"),
             "lesions": write_volume(self.lesions.astype(np.uint8), self.geometry, out / "lesions.nii.gz"),
         }
+        if self.mimics is not None:
+            paths["mimics"] = write_volume(self.mimics, self.geometry, out / "mimics.nii.gz")
         if tissue:
             for name in ("wm", "gm", "csf"):
                 paths[name] = write_volume(getattr(self, name), self.geometry, out / f"{name}.nii.gz")
@@ -228,8 +247,9 @@ def generate_phantom(
         raise ParameterError(f"phantom: seed must be a non-negative integer, got {seed!r}")
     reporter = as_reporter(progress, cancel)
     start_time = time.perf_counter()
-    streams = np.random.SeedSequence(int(seed)).spawn(5)
-    rng_box, rng_warp, rng_lesions, rng_contrast, rng_noise = (np.random.default_rng(s) for s in streams)
+    # a sixth stream for mimics: spawn(6)'s first five children equal spawn(5)'s, so phantoms without mimics are unchanged
+    streams = np.random.SeedSequence(int(seed)).spawn(6)
+    rng_box, rng_warp, rng_lesions, rng_contrast, rng_noise, rng_mimics = (np.random.default_rng(s) for s in streams)
     reporter(0.0, "loading template")
     anatomy = load_anatomy()
 
@@ -264,6 +284,8 @@ def generate_phantom(
     flair *= flair_rim(tissue.ventricle_mm, tissue.csf, contrast.flair_rim)
     t1 = tissue_mix(tissue.gm, tissue.wm, tissue.csf, contrast.t1)
     union, voxels = _paint_lesions(flair, t1, tissue, placed)
+    mimics = place_mimics(tissue, union, rng_mimics) if settings.mimics else []
+    mimic_fractions = paint_mimics(flair, t1, mimics) if settings.mimics else None
     texture_control = [max(2, int(np.ceil(s / 6.0))) for s in tissue.shape]
     flair *= 1.0 + contrast.texture * smooth_noise(tissue.shape, texture_control, rng_contrast)
     t1 *= 1.0 + contrast.texture * smooth_noise(tissue.shape, texture_control, rng_contrast)
@@ -273,8 +295,11 @@ def generate_phantom(
 
     reporter(0.7, "resampling")
     target_kji = tuple(float(s) for s in settings.spacing[::-1])
-    stack = np.stack([flair, t1, union, tissue.wm, tissue.gm, tissue.csf, tissue.mask])
-    del flair, t1, union
+    channels = [flair, t1, union, tissue.wm, tissue.gm, tissue.csf, tissue.mask]
+    if mimic_fractions is not None:
+        channels.extend(mimic_fractions)
+    stack = np.stack(channels)
+    del flair, t1, union, channels, mimic_fractions
     if not np.allclose(target_kji, tissue.spacing_kji):
         stack = resample_stack(stack, tissue.spacing_kji, target_kji)
         shift = (np.asarray(settings.spacing, dtype=float) - np.asarray(grid.spacing)) / 2.0
@@ -284,7 +309,8 @@ def generate_phantom(
             spacing=tuple(float(s) for s in settings.spacing),
             direction=grid.direction,
         )
-    flair, t1, union, wm, gm, csf, mask = stack
+    flair, t1, union, wm, gm, csf, mask = stack[:7]
+    mimic_fractions = stack[7:] if settings.mimics else None
     brain = mask >= 0.5
 
     reporter(0.85, "adding noise")
@@ -295,15 +321,20 @@ def generate_phantom(
     t1 = np.where(brain, np.maximum(t1, MIN_BRAIN_INTENSITY), 0.0).astype(np.float32)
     lesions = (union >= 0.5) & brain
     wm, gm, csf = (np.where(brain, a, 0.0).astype(np.float32) for a in (wm, gm, csf))
+    mimic_map = mimic_labels(mimic_fractions, lesions, brain) if mimic_fractions is not None else None
+    del stack, mimic_fractions
 
     if settings.random_pad_voxels > 0:
         pads = rng_box.integers(0, settings.random_pad_voxels + 1, (3, 2))
         flair, t1, wm, gm, csf = (np.pad(a, pads) for a in (flair, t1, wm, gm, csf))
         lesions = np.pad(lesions, pads)
+        if mimic_map is not None:
+            mimic_map = np.pad(mimic_map, pads)
         grid = sub_geometry(grid, tuple(int(-p) for p in pads[:, 0]), flair.shape)
 
     params = _lesion_table(placed, voxels, tissue, grid, anatomy, start)
-    reporter(1.0, f"{len(placed)} lesions")
+    mimic_rows = _mimic_table(mimics, tissue, grid, anatomy, start)
+    reporter(1.0, f"{len(placed)} lesions" + (f", {len(mimics)} mimics" if settings.mimics else ""))
     return Phantom(
         flair=flair,
         t1=t1,
@@ -317,7 +348,27 @@ def generate_phantom(
         settings=settings,
         contrast=contrast.to_dict() | {"noise_fraction": float(level), "bias_strength": [float(s) for s in strength]},
         seconds=time.perf_counter() - start_time,
+        mimics=mimic_map,
+        mimic_params=mimic_rows,
     )
+
+
+def _to_output_ijk(center_kji, tissue: TissueMaps, grid: Geometry, anatomy, start) -> np.ndarray:
+    """Return a synthesis-grid k,j,i point as continuous i,j,k indices of the output grid."""
+    synth = sub_geometry(anatomy.geometry, tuple(int(v) for v in start), tissue.shape)
+    to_lps = synth.ijk_to_lps()
+    from_lps = np.linalg.inv(grid.ijk_to_lps())
+    lps = to_lps[:3, :3] @ np.asarray(center_kji[::-1], dtype=float) + to_lps[:3, 3]
+    return from_lps[:3, :3] @ lps + from_lps[:3, 3]
+
+
+def _mimic_table(mimics, tissue: TissueMaps, grid: Geometry, anatomy, start) -> list[dict]:
+    """Return one JSON-ready row per mimic (centre on the output grid)."""
+    rows = []
+    for m in mimics:
+        ijk = _to_output_ijk(m.center_kji, tissue, grid, anatomy, start)
+        rows.append(m.to_row() | {"center_ijk": [round(float(v), 3) for v in ijk]})
+    return rows
 
 
 def _lesion_table(placed, voxels, tissue: TissueMaps, grid: Geometry, anatomy, start) -> list[dict]:

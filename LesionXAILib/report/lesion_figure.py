@@ -25,6 +25,9 @@ from LesionXAILib.vocabulary import map_key, method_title, sequence_title, statu
 PANEL_SIZE_IN = (14.0, 7.4)
 REGIONS = ("inside", "ring", "outside")
 
+# Spagnolo et al. 2024: ~7 mm of perilesional context needed on real MRI (U-Net and nnU-Net)
+ANCHOR_CONTEXT_MM = 7.0
+
 
 def panel_columns(gradient_method: Optional[str], sequences: list[str], cam_method: Optional[str]) -> list[tuple[str, str]]:
     """Return the (image key, column title) pairs of a lesion panel, left to right."""
@@ -99,6 +102,9 @@ def draw_context_curve(ax, lesion: LesionData) -> None:
     threshold = curve.get("threshold")
     if threshold is not None:
         ax.axhline(float(threshold), color="grey", linestyle=":", linewidth=1, label=f"threshold {float(threshold):g}")
+    if radii[0] <= ANCHOR_CONTEXT_MM <= radii[-1]:
+        # the anchor study's reference: about 7 mm of context on real scans (U-Net, nnU-Net)
+        ax.axvline(ANCHOR_CONTEXT_MM, color="#7f8c8d", linestyle="-.", linewidth=1, label=f"anchor study ~{ANCHOR_CONTEXT_MM:g} mm")
     needed = lesion.context_needed_mm
     if needed is not None and math.isfinite(needed):
         ax.axvline(needed, color="black", linestyle="--", linewidth=1.2, label=f"context needed {needed:g} mm")

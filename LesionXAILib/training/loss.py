@@ -16,3 +16,15 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float
     inter = (p * target).sum()
     dice = (2.0 * inter + smooth) / (p.sum() + target.sum() + smooth)
     return bce + dice_weight * (1.0 - dice)
+
+
+def binary_lesion_logit(output: torch.Tensor, head: str, lesion_index: int) -> torch.Tensor:
+    """Return the (B, 1, ...) logit whose sigmoid is the model's lesion probability (softmax heads: z_l - logsumexp of the others).
+
+    A softmax head's lesion channel alone is not that logit: training it through a sigmoid would fit
+    a probability the model never reports.
+    """
+    if head != "softmax":
+        return output[:, lesion_index : lesion_index + 1]
+    others = [c for c in range(output.shape[1]) if c != lesion_index]
+    return output[:, lesion_index : lesion_index + 1] - torch.logsumexp(output[:, others], dim=1, keepdim=True)

@@ -11,7 +11,12 @@ from LesionXAILib.atomic_write import write_json, write_text
 from LesionXAILib.lesion_model import LesionModel
 
 
-NETWORK_TITLES = {"unet": "MONAI UNet", "mlcsc": "ML-CSC (unfolded ISTA, multimodal)"}
+NETWORK_TITLES = {
+    "unet": "MONAI UNet",
+    "dynunet": "MONAI DynUNet (nnU-Net style)",
+    "swin-unetr": "MONAI SwinUNETR",
+    "mlcsc": "ML-CSC (unfolded ISTA, multimodal)",
+}
 
 
 def card_paths(checkpoint: str | os.PathLike) -> tuple[Path, Path]:
@@ -114,12 +119,17 @@ def render_markdown(card: dict) -> str:
 
 
 def _architecture_line(arch: dict, card: dict) -> str:
-    if arch.get("network", "").startswith("ML-CSC"):
-        return (f"{arch.get('network')}: {arch.get('architecture')}, {arch.get('parameters')} parameters; "
-                f"head: {card.get('output')}.")  # fmt: skip
-    return (f"{arch.get('network')}: channels {arch.get('channels')}, strides {arch.get('strides')}, "
-            f"{arch.get('num_res_units')} residual unit(s), {arch.get('norm')} norm, {arch.get('act')} activation, "
-            f"{arch.get('parameters')} parameters; head: {card.get('output')}.")  # fmt: skip
+    """Return the card's one-line architecture summary (U-Net fields, or the network's own arguments)."""
+    if arch.get("network") == "MONAI UNet" or not arch.get("architecture"):
+        line = (f"{arch.get('network')}: channels {arch.get('channels')}, strides {arch.get('strides')}, "
+                f"{arch.get('num_res_units')} residual unit(s), {arch.get('norm')} norm, {arch.get('act')} activation, "
+                f"{arch.get('parameters')} parameters")  # fmt: skip
+    elif isinstance(arch.get("architecture"), dict):
+        args = ", ".join(f"{k}={v}" for k, v in arch["architecture"].items())
+        line = f"{arch.get('network')}: {args}; {arch.get('parameters')} parameters"
+    else:
+        line = f"{arch.get('network')}: {arch.get('architecture')}, {arch.get('parameters')} parameters"
+    return f"{line}; head: {card.get('output')}."
 
 
 def _minutes(seconds: Any) -> str:

@@ -20,12 +20,15 @@ from LesionXAILib.lesion_model import LesionModel, build_network
 from LesionXAILib.model_config import ModelConfig, get_config
 from LesionXAILib.progress import CancelToken, ProgressCallback, as_reporter
 from LesionXAILib.training.data import TRAIN_SEED_START, PatchSampler, make_subjects
-from LesionXAILib.training.loss import dice_bce_loss
+from LesionXAILib.training.loss import binary_lesion_logit, dice_bce_loss
+
+# JSON network configs for the demo models of the anchor's comparison, trainable by name
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How the demo segmenter is trained; defaults reproduce the shipped model.
+    """How the demo segmenter is trained; the defaults with ``mimics=False`` reproduce the shipped lesionxai-demo-unet.
 
     Every ``anisotropic_every``-th training phantom is made with 1 x 1 x 3 mm voxels (0: none), so the
     model also sees thick-slice data. Training stops after ``steps`` or ``max_minutes``, whichever
@@ -47,6 +50,7 @@ class TrainSettings:
     threads: Optional[int] = None
     log_every: int = 50
     checkpoint_minutes: float = 10.0
+    mimics: bool = True
 
     def __post_init__(self) -> None:
         if not self.train_seeds:
@@ -62,8 +66,9 @@ class TrainSettings:
             raise ParameterError(f"max minutes must be > 0, got {self.max_minutes}")
 
     def model_config(self) -> ModelConfig:
-        """Return the network configuration to train."""
-        return get_config(self.config)
+        """Return the network configuration to train (a preset, a JSON file, or a name in training/configs)."""
+        shipped = CONFIG_DIR / f"{self.config}.json"
+        return get_config(shipped if shipped.is_file() else self.config)
 
     def to_dict(self) -> dict:
         """Return a JSON-serialisable dict (seed ranges compressed)."""
@@ -93,7 +98,7 @@ def phantom_settings_for(settings: TrainSettings):
     def for_seed(seed: int) -> PhantomSettings:
         thick = settings.anisotropic_every > 0 and (seed - TRAIN_SEED_START) % settings.anisotropic_every == settings.anisotropic_every - 1
         spacing = (1.0, 1.0, 3.0) if thick else (1.0, 1.0, 1.0)
-        return PhantomSettings(spacing=spacing, fov_mm=settings.fov_mm)
+        return PhantomSettings(spacing=spacing, fov_mm=settings.fov_mm, mimics=settings.mimics)
 
     return for_seed
 
@@ -161,7 +166,8 @@ def train_model(
         for group in optimiser.param_groups:
             group["lr"] = lr
         images, labels = sampler.batch(settings.batch_size)
-        logits = model.lesion_logit(model(torch.from_numpy(images)))
+        output = model(torch.from_numpy(images))
+        logits = binary_lesion_logit(output, config.head, config.lesion_index)
         loss = dice_bce_loss(logits, torch.from_numpy(labels))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

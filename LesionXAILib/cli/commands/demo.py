@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--fov", type=float, nargs=3, default=None, metavar=("I", "J", "K"), help="field of view in mm (default: whole brain)")
     g.add_argument("--small", action="store_true", help=f"a {SMALL_FOV_MM[0]:g} mm cube with {SMALL_LESIONS} lesions (quick look, tests)")
     g.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("I", "J", "K"), help="voxel spacing in mm (default 1 1 1)")
+    g.add_argument("--no-mimics", dest="mimics", action="store_false", help="a phantom without lesion mimics (the pre-mimics demo subject)")
     add_model_arguments(parser)
     add_segmentation_arguments(parser)
     g = parser.add_argument_group("explanations and probe")
@@ -134,7 +135,7 @@ def phantom_settings_from_args(args: argparse.Namespace):
 
     fov = tuple(args.fov) if args.fov else (SMALL_FOV_MM if args.small else None)
     lesions = args.lesions if args.lesions is not None else (SMALL_LESIONS if args.small else None)
-    return PhantomSettings(n_lesions=lesions, spacing=tuple(args.spacing), fov_mm=fov)
+    return PhantomSettings(n_lesions=lesions, spacing=tuple(args.spacing), fov_mm=fov, mimics=getattr(args, "mimics", True))
 
 
 def analysis_settings_from_args(args: argparse.Namespace):
@@ -176,6 +177,11 @@ def run_demo(args: argparse.Namespace, cancel=None) -> DemoResult:
     _write_marker(out, marker)
 
     stages.start("load model")
+    from LesionXAILib.study.models import is_shipped_name, resolve_model
+
+    if args.model and is_shipped_name(args.model):
+        # --model NAME picks a shipped demo model: unet (default), unet-anchor, dynunet, swinunetr
+        args.model = str(resolve_model(args.model))
     model = load_model_from_args(args)
 
     stages.start("phantom")

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 NAME = "phantom"
-HELP = "generate a synthetic FLAIR/MPRAGE MS phantom (flair.nii.gz, t1.nii.gz, lesions.nii.gz, lesions.json)"
+HELP = "generate a synthetic FLAIR/MPRAGE MS phantom (flair.nii.gz, t1.nii.gz, lesions.nii.gz, mimics.nii.gz, lesions.json)"
 log = logging.getLogger("LesionXAILib.cli")
 
 
@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--pad", type=int, default=0, help="pad each side by a random 0..N voxels (varies the shape)")
     parser.add_argument(
+        "--no-mimics", dest="mimics", action="store_false",
+        help="no lesion mimics (FLAIR-bright caps, cortex, septum, choroid plexus, flow ghosts): the pre-mimics phantom",
+    )  # fmt: skip
+    parser.add_argument(
         "--tissue", action="store_true", help="also write the tissue probabilities (wm.nii.gz, gm.nii.gz, csf.nii.gz)"
     )
 
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         spacing=tuple(args.spacing),
         fov_mm=tuple(args.fov) if args.fov else None,
         random_pad_voxels=args.pad,
+        mimics=args.mimics,
     )
     out = check_output_dir(args.out, [])
     callback, close = progress_for(args, "phantom")
@@ -50,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
     paths = phantom.write(out, tissue=args.tissue)
     summary = phantom.summary()
     log.info(
-        "phantom seed %d: %d lesions (%d components, %.0f mm^3), size %s, spacing %s, %.1f s -> %s",
+        "phantom seed %d: %d lesions (%d components, %.0f mm^3), %d mimics, size %s, spacing %s, %.1f s -> %s",
         args.seed,
         len(phantom.lesion_params),
         summary["lesion_components"],
         summary["lesion_volume_mm3"],
+        len(phantom.mimic_params),
         phantom.geometry.size,
         tuple(round(s, 3) for s in phantom.geometry.spacing),
         phantom.seconds,

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = TrainSettings()
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt); a model card (.json) is written beside it")
-    parser.add_argument("--config", default=d.config, help=f"network preset or JSON file (default {d.config}; 'tiny' for a smoke run)")
+    parser.add_argument("--config", default=d.config, help=f"network preset, JSON file or a config in training/configs (demo-unet-anchor, demo-dynunet, demo-swinunetr); default {d.config}; 'tiny' for a smoke run")
     parser.add_argument("--seeds", default=f"{d.train_seeds[0]}-{d.train_seeds[-1]}", help="training phantom seeds, >= 10000 (default %(default)s)")
     parser.add_argument("--fov", type=float, nargs=3, default=None, metavar=("I", "J", "K"), help="phantom field of view in mm (default: whole brain)")
     parser.add_argument("--anisotropic-every", type=int, default=d.anisotropic_every, help="every N-th phantom at 1x1x3 mm (0: none; default %(default)s)")
@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.learning_rate)
     parser.add_argument("--seed", type=int, default=d.seed, help="initialisation / sampling seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-mimics", dest="mimics", action="store_false", help="train on phantoms without lesion mimics")
     parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
 
 
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         seed=args.seed,
         threads=args.threads,
+        mimics=args.mimics,
     )
     callback, close = progress_for(args, "train")
     try:
