@@ -45,7 +45,8 @@ def test_mlcsc_demo_model_loads_and_carries_its_card():
 
 def test_mlcsc_demo_model_meets_its_card_on_unseen_phantoms():
     card = read_model_card(MODEL)["evaluation"]
-    result = evaluate_model(load_model(MODEL), UNSEEN_SEEDS, PhantomSettings(fov_mm=FOV))
+    # the card was measured on phantoms without lesion mimics (the model was trained before they existed)
+    result = evaluate_model(load_model(MODEL), UNSEEN_SEEDS, PhantomSettings(fov_mm=FOV, mimics=False))
     summary = result.summary()
     # the card's figures, with the margin two small phantoms leave around a ten-subject mean
     assert summary["dice_mean"] >= min(0.7, card["dice_mean"] - 0.1), summary
