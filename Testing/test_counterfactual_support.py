@@ -126,10 +126,4 @@ def write_model(directory: Path, module: nn.Module, normalization: str = "none")
     return model_path, config_path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the tiny networks gain nothing from threads, and on a shared machine OpenMP's waiting costs minutes
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -17,13 +17,7 @@ from LesionXAILib.models.mlcsc_atoms import atom_patches
 from explain_fixtures import tiny_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one torch thread: tiny convolutions on two threads of a shared 2-core machine spin far longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SHAPE = (12, 16, 12)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from LesionXAILib.cli.main import main
 from LesionXAILib.model_loading import load_model
@@ -16,13 +15,7 @@ from LesionXAILib.training import evaluate_model
 from LesionXAILib.training.model_card import read_model_card
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one torch thread: tiny convolutions on two threads of a shared 2-core machine spin far longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MODEL = resources_dir() / "models" / "lesionxai-demo-mlcsc.pt"

@@ -11,13 +11,7 @@ import torch
 from LesionXAILib.models.mlcsc import CSCLayer, MLCSCSegmenter, soft_threshold
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one torch thread: tiny convolutions on two threads of a shared 2-core machine spin far longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dense_dictionary(weight: np.ndarray, grid: tuple[int, int, int], stride: int) -> np.ndarray:

@@ -16,13 +16,7 @@ from LesionXAILib.models.mlcsc import MLCSCSegmenter
 from LesionXAILib.training.loss import dice_bce_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one torch thread: tiny convolutions on two threads of a shared 2-core machine spin far longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blob_batch(seed: int = 0, size: int = 12) -> tuple[torch.Tensor, torch.Tensor]:

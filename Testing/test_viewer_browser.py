@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from support.viewer_harness import require_browser
+
 pytestmark = [pytest.mark.browser, pytest.mark.slicer]
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -21,19 +23,10 @@ SEED, N_LESIONS, FOV_MM = 7, 6, (64.0, 64.0, 64.0)
 VIEW = "Red"  # axial
 
 
-def _require_browser() -> None:
-    from support.viewer_harness import CHROMIUM
-
-    pytest.importorskip("playwright.sync_api")
-    pytest.importorskip("trame_slicer")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is missing at {CHROMIUM}: install it with 'apt-get install chromium' (.ci/run does)")
-
-
 @pytest.fixture(scope="module")
 def subject(tmp_path_factory):
     """A small phantom written as NIfTI files, with its ground truth."""
-    _require_browser()
+    require_browser()
     from LesionXAILib.phantom import PhantomSettings, generate_phantom
 
     phantom = generate_phantom(SEED, PhantomSettings(n_lesions=N_LESIONS, fov_mm=FOV_MM))

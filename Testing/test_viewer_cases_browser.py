@@ -12,27 +12,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from support.viewer_harness import require_browser
+
 pytestmark = [pytest.mark.browser, pytest.mark.slicer]
 
 SEED, N_LESIONS, FOV_MM = 7, 6, (64.0, 64.0, 64.0)
 K = 5
 
 
-def _require_browser() -> None:
-    from pathlib import Path
-
-    from support.viewer_harness import CHROMIUM
-
-    pytest.importorskip("playwright.sync_api")
-    pytest.importorskip("trame_slicer")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is missing at {CHROMIUM}: install it with 'apt-get install chromium' (.ci/run does)")
-
-
 @pytest.fixture(scope="module")
 def subject(tmp_path_factory):
     """A phantom on disk, its demo-model segmentation, a library holding it, and one of slightly other weights."""
-    _require_browser()
+    require_browser()
     import torch
 
     from LesionXAILib.library.build import add_subject, library_identity

@@ -260,3 +260,13 @@ def crop(png: bytes, box: dict[str, float]) -> np.ndarray:
     x0, y0 = int(round(box["x"])), int(round(box["y"]))
     x1, y1 = int(round(box["x"] + box["width"])), int(round(box["y"] + box["height"]))
     return image[y0:y1, x0:x1]
+
+
+def require_browser() -> None:
+    """Skip without Playwright or trame-slicer; fail (with the fix) when Chromium is missing."""
+    import pytest
+
+    pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("trame_slicer")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is missing at {CHROMIUM}: install it with 'apt-get install chromium' (.ci/run does)")
