@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_counterfactual_support import one_thread  # noqa: F401  (autouse: one thread per module)
 from scipy import ndimage
 
 from LesionXAILib.counterfactual import CounterfactualSettings, lesion_counterfactual, plan
@@ -28,6 +27,8 @@ from LesionXAILib.segmentation import SegmentationSettings, segment
 from test_counterfactual_support import (
     LESION, T_FULL, T_LOW, TISSUE, ConstantDetector, bright_load, geometry, size_config, size_model, subject_arrays,
 )  # fmt: skip
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 N = 90  # the detector's size threshold (load); the blob's load is about 123
 

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_counterfactual_support import one_thread  # noqa: F401  (autouse: one thread per module)
 
 from LesionXAILib.cli.main import main
 from test_counterfactual_support import ConstantDetector, SizeDetector, geometry, subject_arrays, write_image, write_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 OBLIQUE = tuple(np.array(sitk.VersorTransform((0.2, -0.3, 0.4), 0.35).GetMatrix(), dtype=float).tolist())
 FILES = ("counterfactual_flair.nii.gz", "counterfactual_mprage.nii.gz", "displacement.nii.gz", "log_jacobian.nii.gz",

@@ -21,9 +21,9 @@ from LesionXAILib.mrml import colors, views
 from LesionXAILib.mrml.volumes import array_from_volume_node, node_geometry, volume_node_from_array
 from LesionXAILib.session.settings import SessionSettings
 from LesionXAILib.slicer_app.controller import ModuleController
-from test_counterfactual_support import bright_load, geometry, one_thread, size_model, subject_arrays  # noqa: F401
+from test_counterfactual_support import bright_load, geometry, size_model, subject_arrays  # noqa: F401
 
-pytestmark = pytest.mark.slicer
+pytestmark = [pytest.mark.slicer, pytest.mark.usefixtures("one_torch_thread")]
 
 N = 90  # the size detector's load threshold; the blob's load is about 123
 OBLIQUE = tuple(np.array(sitk.VersorTransform((0.2, -0.3, 0.4), 0.35).GetMatrix(), dtype=float).tolist())
