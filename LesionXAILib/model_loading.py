@@ -221,15 +221,37 @@ def load_checkpoint(request: Any) -> LesionModel:
     return model.to(request.device)
 
 
-def save_checkpoint(model: LesionModel, path: str | os.PathLike, metadata: Optional[dict] = None) -> Path:
-    """Write a self-describing LesionXAI checkpoint (config + weights + metadata) and return its path."""
+def save_checkpoint(
+    model: LesionModel, path: str | os.PathLike, metadata: Optional[dict] = None, float16: bool = False
+) -> Path:
+    """Write a self-describing LesionXAI checkpoint (config + weights + metadata) and return its path.
+
+    ``float16`` stores floating-point weights at half precision and integer buffers (e.g. a Swin transformer's
+    relative-position tables) in the narrowest integer type that holds them exactly; loading casts both back
+    into the network's own types, so the model that is evaluated and explained is the stored, rounded one.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+
+    def stored(v: torch.Tensor) -> torch.Tensor:
+        v = v.detach().cpu()
+        if not float16 or v.dtype == torch.bool:
+            return v
+        if v.is_floating_point():
+            return v.half()
+        if v.numel():
+            lo, hi = int(v.min()), int(v.max())
+            for narrow in (torch.int8, torch.int16, torch.int32):
+                info = torch.iinfo(narrow)
+                if info.min <= lo and hi <= info.max:
+                    return v.to(narrow)
+        return v
+
     payload = {
         "format": LESIONXAI_FORMAT,
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.network.state_dict().items()},
-        "metadata": metadata or {},
+        "state_dict": {k: stored(v) for k, v in model.network.state_dict().items()},
+        "metadata": {**(metadata or {}), **({"weights_stored_as": "float16"} if float16 else {})},
     }
     from LesionXAILib.atomic_write import atomic_path
 

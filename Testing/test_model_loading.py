@@ -60,6 +60,32 @@ def test_lesionxai_checkpoint_is_self_describing(tmp_path):
     assert _same_weights(loaded.network, model.network)
 
 
+def test_float16_checkpoint_is_smaller_and_loads_back_into_the_float32_network(tmp_path):
+    model = tiny_model()
+    counters = [b for name, b in model.network.named_buffers() if name.endswith("num_batches_tracked")]
+    assert counters, "the tiny network has batch norm: its step counters are the integer buffers checked here"
+    with torch.no_grad():
+        for p in model.network.parameters():
+            p.normal_()
+        for c in counters:
+            c.fill_(1000)
+    full = save_checkpoint(model, tmp_path / "full.pt")
+    half = save_checkpoint(model, tmp_path / "half.pt", {"note": "x"}, float16=True)
+    stored = torch.load(str(half), weights_only=True)
+    assert stored["metadata"] == {"note": "x", "weights_stored_as": "float16"}
+    assert all(v.dtype == torch.float16 for v in stored["state_dict"].values() if v.is_floating_point())
+    assert {v.dtype for k, v in stored["state_dict"].items() if k.endswith("num_batches_tracked")} == {torch.int16}
+    assert half.stat().st_size < 0.7 * full.stat().st_size
+    loaded = load_model(half)
+    reference = dict(model.network.named_parameters())
+    for name, value in loaded.network.named_parameters():
+        assert value.dtype == torch.float32
+        # float16 keeps 11 significant bits: relative error <= 2**-11
+        assert torch.allclose(value, reference[name], rtol=2.0**-11, atol=1e-7), name
+    loaded_counters = [b for name, b in loaded.network.named_buffers() if name.endswith("num_batches_tracked")]
+    assert all(c.dtype == torch.int64 and int(c) == 1000 for c in loaded_counters)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_model(tmp_path):
     model = tiny_model()

@@ -86,8 +86,12 @@ def test_every_engine_file_is_installed_beside_the_module(calls):
     assert args["TARGET_NAME"] == ["LesionXAILib"]
     assert Path(args["SOURCE_DIR"][0]).resolve() == ROOT
     assert sorted(args["SCRIPTS"]) == package_files()
-    assert args["RESOURCES"] == ["Resources/models/lesionxai-demo-unet.pt"]
-    assert (ROOT / args["RESOURCES"][0]).is_file()
+    # every shipped demo model with its card, and the engine's data files (training configs)
+    shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "Resources" / "models").glob("lesionxai-demo-*") if p.is_file()}
+    data = {p.relative_to(ROOT).as_posix() for p in (ROOT / "LesionXAILib").rglob("*.json")}
+    assert set(args["RESOURCES"]) == shipped | data
+    assert {"Resources/models/lesionxai-demo-unet.pt", "Resources/models/lesionxai-demo-unet-anchor.pt",
+            "Resources/models/lesionxai-demo-dynunet.pt"} <= shipped and data  # fmt: skip
     # same destination as the module itself: LesionXAILib/ and Resources/ end up next to LesionXAI.py
     assert Path(args["DESTINATION_DIR"][0]) == build / LIB_DIR
     assert args["INSTALL_DIR"] == [LIB_DIR] and "NO_INSTALL_SUBDIR" in args
@@ -115,6 +119,10 @@ def test_installed_layout_imports_the_bridge_and_finds_the_demo_model(calls, tmp
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "import LesionXAILib, LesionXAILib.session.core, LesionXAILib.mrml.writer, LesionXAILib.slicer_app.controller, LesionXAILib.slicer_app.selftest;"
         "from LesionXAILib.resources import default_model_path;"
+        "from LesionXAILib.study.models import shipped_models;"
+        "from LesionXAILib.training.trainer import TrainSettings;"
+        "assert TrainSettings(config='demo-dynunet').model_config().name == 'demo-dynunet';"
+        "assert {'unet', 'unet-anchor', 'dynunet'} <= set(shipped_models()), shipped_models();"
         "print(LesionXAILib.__file__); print(default_model_path())"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LESIONXAI_RESOURCES")}

@@ -86,3 +86,8 @@ def test_retraining_a_tiny_config_runs_end_to_end_and_the_result_loads_and_evalu
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["evaluation"]["seeds"] == [7]
     assert "voxel Dice" in out.with_suffix(".md").read_text()
+    assert card["evaluation"]["phantom_settings"]["mimics"] is True
+    # models trained before mimics existed are evaluated on phantoms without them, and the card says so
+    assert main(["-q", "evaluate", "--model", str(out), "--seeds", "7", "--fov", "48", "48", "48", "--no-mimics",
+                 "--out", str(tmp_path / "eval.json")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "eval.json").read_text())["phantom_settings"]["mimics"] is False

@@ -96,17 +96,20 @@ def render_markdown(card: dict) -> str:
         "",
         "## Training",
         f"- data: phantoms `lesionxai phantom` seeds {st.get('train_seeds')} (every {st.get('anisotropic_every')}th at 1x1x3 mm), "
-        f"patches {st.get('patch_size')}, batch {st.get('batch_size')}, {st.get('lesion_fraction')} of patches lesion-centred",
+        f"patches {st.get('patch_size')}, batch {st.get('batch_size')}, {st.get('lesion_fraction')} of patches lesion-centred"
+        f"{_mimics(st)}",
         f"- optimiser: AdamW lr {st.get('learning_rate')} (cosine), BCE + soft Dice loss, seed {st.get('seed')}",
         f"- {tr.get('steps')} steps in {_minutes(tr.get('train_seconds'))} on {tr.get('threads')} CPU thread(s) "
         f"(+ {tr.get('phantom_seconds')} s generating phantoms), torch {tr.get('torch')}, {tr.get('date')}",
         f"- reproduce: `{tr.get('command', 'lesionxai train --out model.pt')}`",
+        *([f"- weights stored as {tr['weights_stored_as']} (loaded back as float32; the evaluation below is of the stored weights)"]
+          if tr.get("weights_stored_as") else []),
         "",
         "## Evaluation (unseen phantoms)",
     ]
     if ev:
         lines += [
-            f"- phantoms: seeds {ev.get('seeds')} ({ev.get('subjects')} subjects)",
+            f"- phantoms: seeds {ev.get('seeds')} ({ev.get('subjects')} subjects){_phantoms(ev.get('phantom_settings'))}",
             f"- voxel Dice: mean **{ev['dice_mean']:.3f}** (min {ev['dice_min']:.3f})",
             f"- lesion-wise (pooled): precision **{ev['lesion_precision']:.3f}**, recall **{ev['lesion_recall']:.3f}**, "
             f"F1 **{ev['lesion_f1']:.3f}** (TP {ev['tp']}, FP {ev['fp']}, FN {ev['fn']} of {ev['gt_lesions']} lesions); "
@@ -130,6 +133,22 @@ def _architecture_line(arch: dict, card: dict) -> str:
     else:
         line = f"{arch.get('network')}: {arch.get('architecture')}, {arch.get('parameters')} parameters"
     return f"{line}; head: {card.get('output')}."
+
+
+def _mimics(settings: dict) -> str:
+    """Return ', with lesion mimics' / ', without lesion mimics' when the settings record it."""
+    if "mimics" not in settings:
+        return ""
+    return ", with lesion mimics" if settings["mimics"] else ", without lesion mimics"
+
+
+def _phantoms(settings: Any) -> str:
+    """Return the evaluation phantoms' field of view and mimics, as far as recorded."""
+    if not isinstance(settings, dict):
+        return ""
+    fov = settings.get("fov_mm")
+    where = f"; field of view {fov} mm" if fov else "; whole brain"
+    return where + _mimics(settings)
 
 
 def _minutes(seconds: Any) -> str:

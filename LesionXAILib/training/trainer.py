@@ -51,6 +51,7 @@ class TrainSettings:
     log_every: int = 50
     checkpoint_minutes: float = 10.0
     mimics: bool = True
+    float16: bool = False
 
     def __post_init__(self) -> None:
         if not self.train_seeds:
@@ -154,6 +155,7 @@ def train_model(
             "cpu": platform.processor() or platform.machine(),
             "final_loss": losses[-1] if losses else None,
             "command": command,
+            **({"weights_stored_as": "float16"} if settings.float16 else {}),
         }))
 
     model.train()
@@ -182,7 +184,7 @@ def train_model(
             reporter(0.05 + 0.95 * min(frac, 1.0), f"step {step} loss {losses[-1]:.4f} lr {lr:.2e}")
         if checkpoint is not None and time.perf_counter() - last_save > 60.0 * settings.checkpoint_minutes:
             model.eval()
-            save_checkpoint(model, checkpoint, {**metadata(), "partial": True})
+            save_checkpoint(model, checkpoint, {**metadata(), "partial": True}, float16=settings.float16)
             model.train()
             last_save = time.perf_counter()
     if running:
@@ -190,7 +192,7 @@ def train_model(
     model.eval()
     meta = metadata()
     if checkpoint is not None:
-        save_checkpoint(model, checkpoint, meta)
+        save_checkpoint(model, checkpoint, meta, float16=settings.float16)
     reporter(1.0, f"trained {step} steps")
     return TrainResult(model, step, time.perf_counter() - start, data_seconds, losses, meta)
 

@@ -53,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, help="initialisation / sampling seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-mimics", dest="mimics", action="store_false", help="train on phantoms without lesion mimics")
+    parser.add_argument("--float16", action="store_true", help="store the weights at half precision (half the file; loaded back as float32)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
 
 
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         mimics=args.mimics,
+        float16=args.float16,
     )
     callback, close = progress_for(args, "train")
     try:
