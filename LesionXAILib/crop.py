@@ -172,6 +172,39 @@ def align_box(box: CropBox, divisor: int) -> CropBox:
     return CropBox(tuple(slices), tuple(pads), box.full_shape)
 
 
+def grow_aligned(box: CropBox, shape: Sequence[int], divisor: int) -> CropBox:
+    """Return a box of exactly ``shape`` (multiples of ``divisor``) holding ``box``'s image part, starting on the ``divisor`` grid.
+
+    ``box`` must start on that grid (see :func:`align_box`). The growth is split around the box in steps
+    of ``divisor`` and kept inside the image where the image allows; what the image cannot supply is padding at the end.
+    """
+    slices, pads = [], []
+    for s, n, cur, want in zip(box.slices, box.full_shape, box.shape, shape):
+        want, n = int(want), int(n)
+        if want % divisor or want < cur or s.start % divisor:
+            raise ParameterError(f"cannot grow an axis of {cur} voxels starting at {s.start} to {want} on a grid of {divisor}")
+        start = max(0, s.start - align_down((want - cur) // 2, divisor))
+        if start + want > n and n >= want:  # the image ends first: move towards its start if the grid allows
+            earlier = align_down(n - want, divisor)
+            if earlier < start and earlier + want >= s.stop:
+                start = earlier
+        stop = min(n, start + want)
+        slices.append(slice(start, stop))
+        pads.append((0, want - (stop - start)))
+    return CropBox(tuple(slices), tuple(pads), box.full_shape)
+
+
+def ladder_size(n: int, divisor: int, ratio: float = 1.25) -> int:
+    """Return the smallest size >= ``n`` on the ladder divisor x ratio^k (k = 0, 1, ...), rounded up to ``divisor``.
+
+    Crops rounded up to a few ladder sizes share shapes, so several can be stacked in one batched pass.
+    """
+    size = float(divisor)
+    while round_up(int(math.ceil(size - 1e-9)), divisor) < n:
+        size *= ratio
+    return round_up(int(math.ceil(size - 1e-9)), divisor)
+
+
 def aligned_lesion_box(
     mask: np.ndarray, spacing_kji: Sequence[float], margin_mm: float | Sequence[float], divisor: int
 ) -> CropBox:

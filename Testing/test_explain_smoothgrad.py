@@ -10,7 +10,8 @@ from explain_fixtures import box_mask, logits, synthetic_image, tiny_model, tiny
 from LesionXAILib.explain import ExplainSettings, Gradient, IntegratedGradients, InstanceTarget, SmoothGrad
 from LesionXAILib.explain.api import iter_explanations
 from LesionXAILib.explain.noise import TILE, positional_noise
-from LesionXAILib.crop import CropBox, align_box, full_box, lesion_box
+from LesionXAILib.errors import ParameterError
+from LesionXAILib.crop import CropBox, align_box, full_box, grow_aligned, ladder_size, lesion_box
 
 SHAPE = (16, 16, 16)
 
@@ -89,6 +90,30 @@ def test_positional_noise_of_a_crop_equals_the_full_volume_noise_there():
     t0 = full[0, :TILE, :TILE, :TILE].ravel()
     t1 = full[0, :TILE, :TILE, TILE : 2 * TILE].ravel()
     assert abs(np.corrcoef(t0, t1)[0, 1]) < 0.1
+
+
+def test_grow_aligned_holds_the_box_stays_on_the_grid_and_prefers_image_to_padding():
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        d = int(rng.choice([1, 2, 4, 8, 16]))
+        n = int(rng.integers(1, 90))
+        a = int(rng.integers(0, n))
+        b = int(rng.integers(a + 1, n + 1))
+        box = align_box(CropBox((slice(a, b),) * 3, ((0, 0),) * 3, (n, n, n)), d)
+        want = box.shape[0] + d * int(rng.integers(0, 6))
+        grown = grow_aligned(box, (want,) * 3, d)
+        s = grown.slices[0]
+        assert grown.shape == (want,) * 3 and s.start % d == 0 and grown.pad[0][0] == 0
+        assert s.start <= box.slices[0].start and s.stop >= box.slices[0].stop and s.stop <= n
+        # padding only where the image cannot supply the voxels on the grid
+        assert grown.pad[0][1] == 0 or s.start == 0 or s.stop == n
+    # growth is split around the box: a box in the middle of a long axis grows on both sides
+    mid = grow_aligned(CropBox((slice(40, 56),) * 3, ((0, 0),) * 3, (128,) * 3), (48, 48, 48), 8)
+    assert mid.slices[0] == slice(24, 72) and mid.pad[0] == (0, 0)  # 16 voxels each side
+    with pytest.raises(ParameterError):
+        grow_aligned(CropBox((slice(4, 12),) * 3, ((0, 0),) * 3, (64,) * 3), (16, 16, 16), 8)  # not on the grid
+    assert [ladder_size(n, 8) for n in (1, 8, 9, 33, 48, 49, 65)] == [8, 8, 16, 40, 48, 64, 80]
+    assert all(ladder_size(n, 16) % 16 == 0 and ladder_size(n, 16) >= n for n in range(1, 300))
 
 
 def test_align_box_starts_on_the_divisor_grid_and_pads_only_at_the_image_end():

@@ -48,7 +48,7 @@ from LesionXAILib.atomic_write import write_text
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.explain.margin_calibration import MIN_CAPTURED, MIN_PEARSON_R, pearson_r
 from LesionXAILib.lesion_model import LesionModel
-from LesionXAILib.crop import CropBox, full_box
+from LesionXAILib.crop import CropBox, full_box, grow_aligned, ladder_size
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 # its cost is one pass on this crop plus one on the working crop, against n passes of SmoothGrad).
 WIDEN_FACTOR = 1.5
 MIN_WIDEN_MM = 6.0
+# Reference crops are grown to cubes whose side is on this ladder of sizes (x1.25 steps), so that most share a shape.
+REFERENCE_LADDER = 1.25
 # A reference crop holding at least this share of the padded volume is replaced by the whole volume.
 WHOLE_VOLUME_SHARE = 0.5
 # Auto-calibration: margins measured and lesions used (quick: one noise sample, few lesions).
@@ -272,12 +274,22 @@ def _offset(inner: CropBox, outer: CropBox) -> tuple[slice, ...]:
 
 
 def reference_box(mask: np.ndarray, spacing_kji, margin_mm: float, divisor: int) -> tuple[CropBox, float, bool]:
-    """Return (reference box, its margin, is the whole volume) for checking a crop at ``margin_mm``."""
+    """Return (reference box, its least margin, is the whole volume) for checking a crop at ``margin_mm``.
+
+    The box holds at least ``WIDEN_FACTOR`` x the margin around the lesion and is grown to a cube whose side
+    is the next size of a x1.25 ladder (:func:`~LesionXAILib.crop.ladder_size`; clipped to the padded volume):
+    a wider reference is as valid, and lesions whose references share a shape share one batched pass
+    (explain/grouping.py).
+    """
     from LesionXAILib.explain.region import explain_box
 
     wide_mm = max(margin_mm * WIDEN_FACTOR, margin_mm + MIN_WIDEN_MM)
     wide = explain_box(mask, spacing_kji, wide_mm, divisor)
     full = full_box(mask.shape, divisor)
+    side = ladder_size(max(wide.shape), divisor, REFERENCE_LADDER)
+    rung = tuple(min(side, f) for f in full.shape)
+    if rung != wide.shape:
+        wide = grow_aligned(wide, rung, divisor)
     if np.prod(wide.shape) >= WHOLE_VOLUME_SHARE * np.prod(full.shape):
         return full, float("inf"), True
     return wide, wide_mm, False
