@@ -91,3 +91,28 @@ def test_retraining_a_tiny_config_runs_end_to_end_and_the_result_loads_and_evalu
     assert main(["-q", "evaluate", "--model", str(out), "--seeds", "7", "--fov", "48", "48", "48", "--no-mimics",
                  "--out", str(tmp_path / "eval.json")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "eval.json").read_text())["phantom_settings"]["mimics"] is False
+
+
+def test_training_can_continue_from_a_checkpoint_and_the_card_names_it(tmp_path):
+    first = tmp_path / "first.pt"
+    common = ["--config", "tiny", "--seeds", "10000", "--fov", "48", "48", "48", "--patch", "32", "32", "32", "--seed", "1"]
+    assert main(["-q", "train", "--out", str(first), "--steps", "3", *common]) == 0
+    start = load_model(first)
+    second = tmp_path / "second.pt"
+    # zero learning rate: the continued run's weights are exactly the ones it started from
+    assert main(["-q", "train", "--out", str(second), "--steps", "2", "--lr", "0", "--init", str(first), *common]) == 0
+    cont = load_model(second)
+    for (name, a), b in zip(start.network.state_dict().items(), cont.network.state_dict().values()):
+        if a.is_floating_point() and "running" not in name:
+            assert torch.equal(a, b), name
+    card = json.loads(second.with_suffix(".json").read_text())
+    init = card["training"]["initialised_from"]
+    assert init["path"] == str(first) and init["steps"] == 3 and len(init["sha256"]) == 64
+    assert "continued from" in second.with_suffix(".md").read_text()
+    # a checkpoint of another network is refused, naming what differs
+    from LesionXAILib.training import train_model
+
+    other = TrainSettings(config="lesionxai-demo", train_seeds=(10000,), fov_mm=(48.0, 48.0, 48.0), patch_size=(32, 32, 32),
+                          steps=1, init=str(first))  # fmt: skip
+    with pytest.raises(ParameterError, match="different network"):
+        train_model(other)

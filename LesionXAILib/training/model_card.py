@@ -101,6 +101,7 @@ def render_markdown(card: dict) -> str:
         f"- optimiser: AdamW lr {st.get('learning_rate')} (cosine), BCE + soft Dice loss, seed {st.get('seed')}",
         f"- {tr.get('steps')} steps in {_minutes(tr.get('train_seconds'))} on {tr.get('threads')} CPU thread(s) "
         f"(+ {tr.get('phantom_seconds')} s generating phantoms), torch {tr.get('torch')}, {tr.get('date')}",
+        *_continued_lines(tr.get("initialised_from")),
         f"- reproduce: `{tr.get('command', 'lesionxai train --out model.pt')}`",
         *([f"- weights stored as {tr['weights_stored_as']} (loaded back as float32; the evaluation below is of the stored weights)"]
           if tr.get("weights_stored_as") else []),
@@ -133,6 +134,19 @@ def _architecture_line(arch: dict, card: dict) -> str:
     else:
         line = f"{arch.get('network')}: {arch.get('architecture')}, {arch.get('parameters')} parameters"
     return f"{line}; head: {card.get('output')}."
+
+
+def _continued_lines(init: Any) -> list[str]:
+    """Return the card lines naming the checkpoint(s) a run continued from, earliest first."""
+    chain = []
+    while isinstance(init, dict):
+        chain.append(init)
+        init = init.get("initialised_from")
+    lines = []
+    for earlier in reversed(chain):
+        lines.append(f"- continued from `{earlier.get('path')}` (sha256 {str(earlier.get('sha256'))[:12]}…: {earlier.get('steps')} steps "
+                     f"in {_minutes(earlier.get('train_seconds'))}, made by `{earlier.get('command')}`); the figures above are this run's")
+    return lines
 
 
 def _mimics(settings: dict) -> str:

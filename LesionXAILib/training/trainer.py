@@ -52,6 +52,7 @@ class TrainSettings:
     checkpoint_minutes: float = 10.0
     mimics: bool = True
     float16: bool = False
+    init: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not self.train_seeds:
@@ -134,6 +135,7 @@ def train_model(
     data_seconds = time.perf_counter() - t0
     sampler = PatchSampler(subjects, settings.patch_size, settings.lesion_fraction, seed=settings.seed)
     model = LesionModel(build_network(config), config, source="lesionxai train")
+    initialised_from = _initialise(model, settings.init) if settings.init else None
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     losses: list[float] = []
     running: list[float] = []
@@ -156,6 +158,7 @@ def train_model(
             "final_loss": losses[-1] if losses else None,
             "command": command,
             **({"weights_stored_as": "float16"} if settings.float16 else {}),
+            **({"initialised_from": initialised_from} if initialised_from else {}),
         }))
 
     model.train()
@@ -195,6 +198,33 @@ def train_model(
         save_checkpoint(model, checkpoint, meta, float16=settings.float16)
     reporter(1.0, f"trained {step} steps")
     return TrainResult(model, step, time.perf_counter() - start, data_seconds, losses, meta)
+
+
+def _initialise(model: LesionModel, path: str) -> dict:
+    """Load the weights of the LesionXAI checkpoint ``path`` into ``model`` (same network); return where they came from.
+
+    Continuing a run this way keeps both runs on record: the new card names this checkpoint, its hash and its
+    own training (steps, minutes, command), so the model can be rebuilt with the two commands in order.
+    """
+    from LesionXAILib.model_loading import load_model
+    from LesionXAILib.models.identity import file_hash
+
+    start = load_model(path)
+    mine = {k: v for k, v in model.config.to_dict().items() if k not in ("explain_margin_mm", "explain_voxel_margin_mm")}
+    theirs = {k: v for k, v in start.config.to_dict().items() if k not in ("explain_margin_mm", "explain_voxel_margin_mm")}
+    if mine != theirs:
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise ParameterError(f"--init '{path}' is a different network than config '{model.config.name}' (differs in {', '.join(differ)})")
+    model.network.load_state_dict(start.network.state_dict(), strict=True)
+    earlier = checkpoint_metadata(path)
+    return {
+        "path": str(path),
+        "sha256": file_hash(path),
+        "steps": earlier.get("steps"),
+        "train_seconds": earlier.get("train_seconds"),
+        "command": earlier.get("command"),
+        "initialised_from": earlier.get("initialised_from"),
+    }
 
 
 def checkpoint_metadata(path: str | os.PathLike) -> dict:

@@ -53,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, help="initialisation / sampling seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-mimics", dest="mimics", action="store_false", help="train on phantoms without lesion mimics")
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT", help="start from this LesionXAI checkpoint's weights (same network) instead of a fresh initialisation; the card records it")
     parser.add_argument("--float16", action="store_true", help="store the weights at half precision (half the file; loaded back as float32)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
 
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         mimics=args.mimics,
         float16=args.float16,
+        init=args.init,
     )
     callback, close = progress_for(args, "train")
     try:
