@@ -15,7 +15,7 @@ SHIPPED = shipped_models()
 
 
 def test_the_anchor_comparison_models_are_shipped():
-    assert {"unet", "unet-anchor", "dynunet"} <= set(SHIPPED)
+    assert {"unet", "unet-anchor", "dynunet", "swinunetr"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -25,6 +25,9 @@ def test_shipped_model_loads_and_segments_a_small_phantom(name):
     card = read_model_card(path)
     assert card["training"]["steps"] > 0
     model = load_model(path)
+    from LesionXAILib.training.model_card import output_description
+
+    assert card["output"] == output_description(model.config)  # the card describes the head the checkpoint has
     phantom = generate_phantom(7, PhantomSettings(n_lesions=4, fov_mm=(64.0, 64.0, 64.0)))
     result = segment(phantom.pair(), model, ground_truth=phantom.lesions)
     assert result.probability.shape == phantom.geometry.shape

@@ -31,6 +31,13 @@ def read_model_card(checkpoint: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def output_description(config: Any) -> str:
+    """Return the card's description of the network's output head (sigmoid logit or softmax channel)."""
+    if getattr(config, "head", "sigmoid") == "softmax":
+        return f"{config.out_channels} channels; lesion probability = softmax(channel {config.lesion_index})"
+    return "one lesion logit channel; probability = sigmoid(logit)"
+
+
 def write_model_card(checkpoint: str | os.PathLike, model: LesionModel, training: dict, evaluation: Optional[dict] = None) -> Path:
     """Write the JSON and Markdown card of a freshly trained model; return the JSON path."""
     cfg = model.config
@@ -48,7 +55,7 @@ def write_model_card(checkpoint: str | os.PathLike, model: LesionModel, training
             "registration": "FLAIR and MPRAGE on one grid (MPRAGE is resampled onto the FLAIR by LesionXAI)",
             "skull_stripped": True,
         },
-        "output": "one lesion logit channel; probability = sigmoid(logit)",
+        "output": output_description(cfg),
         "inference": {"roi_size": list(cfg.roi_size), "overlap": cfg.overlap, "blending": "gaussian",
                       "threshold": cfg.threshold, "min_size_voxels": 3, "connectivity": 26},  # fmt: skip
         "training": training,
