@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -55,15 +56,27 @@ def test_study_settings_refuse_training_seeds():
 def test_study_command_on_a_tiny_cohort(tmp_path):
     out = tmp_path / "study"
     rc = main(["-q", "study", "--models", "unet", "--out", str(out), "--seeds", "300", "--fov", "64", "64", "64",
-               "--lesions", "3", "--method", "gradient", "--max-radius", "3", "--max-lesions", "3"])  # fmt: skip
+               "--lesions", "3", "--method", "gradient", "--max-radius", "3", "--max-lesions", "3", "--synthetic-positions", "2"])  # fmt: skip
     assert rc == 0
-    for name in ("lesions.csv", "subjects.csv", "summary.json", "summary.md", "study.html", "context_curve.png"):
+    for name in ("lesions.csv", "subjects.csv", "summary.json", "summary.md", "study.html", "context_curve.png",
+                 "synthetic.csv", "synthetic_detection.png"):  # fmt: skip
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     (row,) = summary["summary"]
     assert row["model"] == "unet" and row["lesions_analysed"] >= 1
     assert row["mimics"] > 0 and 0 <= row["fp_on_mimics"] <= row["fp"]
     assert "~7" in (out / "summary.md").read_text()
+    # the synthetic-lesion curve: every size x contrast of the probe, on the first phantom, rates from the counts
+    from LesionXAILib.probes.synthetic import DEFAULT_FLAIR_CONTRASTS, DEFAULT_VOLUMES_MM3
+
+    with open(out / "synthetic.csv", newline="") as fh:
+        synthetic = list(csv.DictReader(fh))
+    assert len(synthetic) == len(DEFAULT_VOLUMES_MM3) * len(DEFAULT_FLAIR_CONTRASTS)
+    assert {r["model"] for r in synthetic} == {"unet"} and {r["seed"] for r in synthetic} == {"300"}
+    detected = sum(int(r["detected"]) for r in synthetic)
+    trials = sum(int(r["trials"]) for r in synthetic)
+    assert trials > 0 and all(float(r["detection_rate"]) == pytest.approx(int(r["detected"]) / int(r["trials"])) for r in synthetic if int(r["trials"]))
+    assert row["synthetic_detection_rate"] == pytest.approx(detected / trials)
 
 
 def test_figures_with_several_lesions_per_model(tmp_path):
@@ -75,3 +88,16 @@ def test_figures_with_several_lesions_per_model(tmp_path):
     result = StudyResult(StudySettings(seeds=(1,)), {"a": "a", "b": "b"}, rows, [])
     paths = write_figures(result, tmp_path)
     assert all(p.stat().st_size > 1000 for p in paths.values())
+
+
+def test_synthetic_summaries_from_hand_made_rows():
+    from LesionXAILib.study.synthetic import curve, detection_rate, smallest_detected_half
+
+    rows = [{"model": "m", "volume_mm3": v, "flair_contrast": c, "trials": 4, "detected": d, "detection_rate": d / 4}
+            for v, c, d in ((5.0, 1.4, 0), (5.0, 1.8, 1), (20.0, 1.4, 1), (20.0, 1.8, 3), (80.0, 1.4, 4), (80.0, 1.8, 4))]  # fmt: skip
+    rows.append({"model": "other", "volume_mm3": 5.0, "flair_contrast": 1.4, "trials": 0, "detected": 0, "detection_rate": float("nan")})
+    assert detection_rate(rows, "m") == pytest.approx(13 / 24)
+    # 5 mm3: 1 of 8 found; 20 mm3: 4 of 8 = half -> the smallest volume found at least half the time
+    assert smallest_detected_half(rows, "m") == 20.0
+    assert detection_rate(rows, "other") is None and smallest_detected_half(rows, "other") is None
+    assert curve(rows, "m", 1.8) == ([5.0, 20.0, 80.0], [0.25, 0.75, 1.0])

@@ -113,6 +113,31 @@ def plot_peaks_by_status(result: StudyResult, path: str | os.PathLike) -> Path:
     return save_figure(fig, path, "png")
 
 
+def plot_synthetic_detection(result: StudyResult, path: str | os.PathLike) -> Path:
+    """Write the synthetic-lesion detection rate vs inserted volume, per model and FLAIR contrast; return the path."""
+    from LesionXAILib.study.synthetic import curve
+
+    fig = new_figure(6.4, 4.2, dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    contrasts = sorted({float(r["flair_contrast"]) for r in result.synthetic})
+    styles = ("-", "--", ":", "-.")
+    for n, name in enumerate(result.models):
+        for k, contrast in enumerate(contrasts):
+            volumes, rates = curve(result.synthetic, name, contrast)
+            if volumes:
+                ax.plot(volumes, rates, styles[k % len(styles)], marker="o", markersize=3, color=f"C{n}",
+                        label=f"{name}, FLAIR x{contrast:g}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("inserted lesion volume (mm³)")
+    ax.set_ylabel("share detected")
+    ax.set_title("Synthetic lesions in normal-appearing white matter (first phantom)", fontsize=9)
+    ax.grid(alpha=0.3)
+    if result.synthetic:
+        ax.legend(fontsize=7, loc="lower right")
+    return save_figure(fig, path, "png")
+
+
 FIGURES = {
     "context_curve.png": plot_context_curve,
     "context_distribution.png": plot_context_distribution,
@@ -122,6 +147,9 @@ FIGURES = {
 
 
 def write_figures(result: StudyResult, out_dir: str | os.PathLike, names: Sequence[str] = tuple(FIGURES)) -> dict[str, Path]:
-    """Write the study's figures into ``out_dir``; return {file name: path}."""
+    """Write the study's figures into ``out_dir`` (the synthetic-lesion curve when it was measured); return {file name: path}."""
     out = Path(out_dir)
-    return {name: FIGURES[name](result, out / name) for name in names}
+    paths = {name: FIGURES[name](result, out / name) for name in names}
+    if result.synthetic:
+        paths["synthetic_detection.png"] = plot_synthetic_detection(result, out / "synthetic_detection.png")
+    return paths

@@ -58,6 +58,8 @@ def write_study(result: StudyResult, out_dir: str | os.PathLike) -> dict[str, Pa
             "summary": summary}, allow_nan=True),  # fmt: skip
         "table": write_text(out / "summary.md", table),
     }
+    if result.synthetic:
+        paths["synthetic"] = write_csv(out / "synthetic.csv", _columns(result.synthetic), result.synthetic)
     figures = write_figures(result, out)
     paths.update({name: p for name, p in figures.items()})
     paths["html"] = write_text(out / "study.html", _html(result, summary, figures, table))

@@ -35,6 +35,7 @@ class StudySettings:
     ring_mm: tuple[float, float] = (1.0, 3.0)
     max_lesions: Optional[int] = None
     seed: int = 0
+    synthetic_positions: int = 4
 
     def __post_init__(self) -> None:
         from LesionXAILib.training.data import TRAIN_SEED_START
@@ -46,6 +47,8 @@ class StudySettings:
             raise ParameterError(f"study: held-out seeds must be in 0..{TRAIN_SEED_START - 1} (training uses the rest), got {seen[:5]}")
         if self.method not in ("smoothgrad", "gradient"):
             raise ParameterError(f"study: method must be 'smoothgrad' or 'gradient', got '{self.method}'")
+        if self.synthetic_positions < 0:
+            raise ParameterError(f"study: synthetic positions must be >= 0 (0: no synthetic-lesion curve), got {self.synthetic_positions}")
         if self.max_lesions is not None and self.max_lesions < 1:
             raise ParameterError(f"study: max lesions must be >= 1, got {self.max_lesions}")
 
@@ -64,6 +67,7 @@ class StudyResult:
     lesions: list[dict] = field(default_factory=list)
     subjects: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    synthetic: list[dict] = field(default_factory=list)
 
 
 def _phantom_settings(settings: StudySettings):
@@ -185,10 +189,15 @@ def run_study(
             sub = reporter.sub(done / steps, (done + 1) / steps)
             seg = segment(phantom.pair(), model, ground_truth=phantom.lesions, progress=sub.sub(0.0, 0.2))
             ids = _choose(seg.instances.ids, seg.instances, settings.max_lesions)
+            synthetic = settings.synthetic_positions > 0 and seed == settings.seeds[0]
             rows = [
                 _lesion_row(name, seed, a, seg, phantom, settings)
-                for a in analyse_lesions(model, seg, ids, _analysis_settings(settings, model), sub.sub(0.2, 1.0), cancel)
+                for a in analyse_lesions(model, seg, ids, _analysis_settings(settings, model), sub.sub(0.2, 0.8 if synthetic else 1.0), cancel)
             ]
+            if synthetic:  # the detection curve on the first phantom, the same positions for every model
+                from LesionXAILib.study.synthetic import synthetic_rows
+
+                result.synthetic.extend(synthetic_rows(name, seed, model, phantom, settings.synthetic_positions, settings.seed, sub.sub(0.8, 1.0)))
             result.lesions.extend(rows)
             m = seg.instances.metrics.to_dict()
             fps = [i for i in seg.instances.ids if seg.instances.get(i).status == "FP"]

@@ -85,6 +85,10 @@ def summarise(result: StudyResult) -> list[dict[str, Any]]:
             regions = [r.get(f"{seq}_peak_region") for r in tp if r.get(f"{seq}_peak_region")]
             for region in ("inside", "ring", "outside"):
                 row[f"{seq}_peak_{region}_share"] = _share([g == region for g in regions])
+        from LesionXAILib.study.synthetic import detection_rate, smallest_detected_half
+
+        row["synthetic_detection_rate"] = detection_rate(result.synthetic, name)
+        row["synthetic_half_detected_mm3"] = smallest_detected_half(result.synthetic, name)
         test = peak_test(rows, "flair_inside_peak")
         row["flair_peak_by_status"] = test["medians"]
         row["flair_peak_kruskal_p"] = test["p"]
@@ -110,6 +114,8 @@ TABLE_COLUMNS = (
     ("flair_peak_kruskal_p", "peak TP/FP/FN p"),
     ("fp_on_mimics", "FP on mimics"),
     ("mimics", "mimics"),
+    ("synthetic_detection_rate", "synthetic found"),
+    ("synthetic_half_detected_mm3", "synthetic 50 % at (mm3)"),
 )
 
 

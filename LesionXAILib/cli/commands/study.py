@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=d.samples, help="SmoothGrad samples (default %(default)s; the anchor used 50)")
     parser.add_argument("--max-radius", type=float, default=d.max_radius_mm, help="largest context radius in mm (default %(default)s)")
     parser.add_argument("--max-lesions", type=int, default=None, help="analyse at most N lesions per subject and model")
+    parser.add_argument("--synthetic-positions", type=int, default=d.synthetic_positions, help="white-matter positions of the synthetic-lesion detection curve on the first phantom (0: none; default %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed, help="SmoothGrad / probe seed (default %(default)s)")
 
 
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         max_radius_mm=args.max_radius,
         max_lesions=args.max_lesions,
         seed=args.seed,
+        synthetic_positions=args.synthetic_positions,
     )
     from LesionXAILib.image_io import check_output_dir
 
