@@ -11,6 +11,8 @@ from LesionXAILib.errors import ModelLoadError
 from LesionXAILib.models.contract import InputContract
 
 HEADS = ("sigmoid", "softmax")
+# config keys that calibrating a model sets: measured for the weights, not part of what the network is
+MARGIN_KEYS = ("explain_margin_mm", "explain_voxel_margin_mm")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class ModelConfig:
                 f"model config '{self.name}': needs len(strides) == len(channels) - 1 "
                 f"({len(self.strides)} vs {len(self.channels)})"
             )
-        for key in ("explain_margin_mm", "explain_voxel_margin_mm"):
+        for key in MARGIN_KEYS:
             value = getattr(self, key)
             if value is not None and not (isinstance(value, (int, float)) and value >= 0):
                 raise ModelLoadError(f"model config '{self.name}': {key} must be a margin >= 0 mm or null, got {value!r}")

@@ -75,10 +75,11 @@ _lock = threading.Lock()
 
 def model_fingerprint(model: LesionModel) -> str:
     """Return a hex hash of the network's weights/buffers (values and dtypes) and its config (margins excluded)."""
+    from LesionXAILib.model_config import MARGIN_KEYS
     from LesionXAILib.models.identity import weights_hash
 
     # margins excluded: calibrating a model must not change the key its calibration is cached under
-    return weights_hash(model, ("explain_margin_mm", "explain_voxel_margin_mm"))[:32]
+    return weights_hash(model, MARGIN_KEYS)[:32]
 
 
 def cache_dir() -> Path:

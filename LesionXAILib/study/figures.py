@@ -13,6 +13,7 @@ from LesionXAILib.atomic_write import save_figure
 from LesionXAILib.figures import new_figure
 from LesionXAILib.study.run import SEQUENCES, StudyResult, finite
 from LesionXAILib.study.summary import ANCHOR_CONTEXT_MM, STATUSES, context_curve
+from LesionXAILib.study.synthetic import curve
 
 
 def _anchor_line(ax, vertical: bool = True) -> None:
@@ -115,8 +116,6 @@ def plot_peaks_by_status(result: StudyResult, path: str | os.PathLike) -> Path:
 
 def plot_synthetic_detection(result: StudyResult, path: str | os.PathLike) -> Path:
     """Write the synthetic-lesion detection rate vs inserted volume, per model and FLAIR contrast; return the path."""
-    from LesionXAILib.study.synthetic import curve
-
     fig = new_figure(6.4, 4.2, dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     contrasts = sorted({float(r["flair_contrast"]) for r in result.synthetic})

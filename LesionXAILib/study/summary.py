@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from LesionXAILib.study.run import SEQUENCES, StudyResult, finite
+from LesionXAILib.study.synthetic import detection_rate, smallest_detected_half
 
 # Spagnolo et al. (arXiv 2406.09335): about 7 mm of perilesional context for U-Net and nnU-Net, 14 mm for Swin UNETR
 ANCHOR_CONTEXT_MM = 7.0
@@ -85,8 +86,6 @@ def summarise(result: StudyResult) -> list[dict[str, Any]]:
             regions = [r.get(f"{seq}_peak_region") for r in tp if r.get(f"{seq}_peak_region")]
             for region in ("inside", "ring", "outside"):
                 row[f"{seq}_peak_{region}_share"] = _share([g == region for g in regions])
-        from LesionXAILib.study.synthetic import detection_rate, smallest_detected_half
-
         row["synthetic_detection_rate"] = detection_rate(result.synthetic, name)
         row["synthetic_half_detected_mm3"] = smallest_detected_half(result.synthetic, name)
         test = peak_test(rows, "flair_inside_peak")

@@ -17,7 +17,7 @@ import torch
 
 from LesionXAILib.errors import ParameterError
 from LesionXAILib.lesion_model import LesionModel, build_network
-from LesionXAILib.model_config import ModelConfig, get_config
+from LesionXAILib.model_config import MARGIN_KEYS, ModelConfig, get_config
 from LesionXAILib.progress import CancelToken, ProgressCallback, as_reporter
 from LesionXAILib.training.data import TRAIN_SEED_START, PatchSampler, make_subjects
 from LesionXAILib.training.loss import binary_lesion_logit, dice_bce_loss
@@ -209,9 +209,11 @@ def _initialise(model: LesionModel, path: str) -> dict:
     from LesionXAILib.model_loading import load_model
     from LesionXAILib.models.identity import file_hash
 
+    def network_fields(config: ModelConfig) -> dict:
+        return {k: v for k, v in config.to_dict().items() if k not in MARGIN_KEYS}
+
     start = load_model(path)
-    mine = {k: v for k, v in model.config.to_dict().items() if k not in ("explain_margin_mm", "explain_voxel_margin_mm")}
-    theirs = {k: v for k, v in start.config.to_dict().items() if k not in ("explain_margin_mm", "explain_voxel_margin_mm")}
+    mine, theirs = network_fields(model.config), network_fields(start.config)
     if mine != theirs:
         differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         raise ParameterError(f"--init '{path}' is a different network than config '{model.config.name}' (differs in {', '.join(differ)})")
