@@ -51,6 +51,86 @@ def test_sampler_is_deterministic_for_a_seed():
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def _subject_with_mimics() -> TrainingSubject:
+    subject = _subject(shape=(40, 40, 40), lesion_at=(5, 5, 5))
+    mimics = np.zeros(subject.lesions.shape, dtype=np.uint8)
+    mimics[30:40, 30:40, 30:40] = 2  # a large mimic: 1000 voxels
+    mimics[33, 6, 6] = 3  # a one-voxel mimic of another kind
+    mimics[5, 5, 5] = 1  # under the lesion: not a mimic voxel for sampling
+    from LesionXAILib.training.data import mimic_voxels_by_kind
+
+    subject.mimic_voxels = mimic_voxels_by_kind(mimics, subject.lesions)
+    return subject
+
+
+def test_a_phantom_subject_lists_its_mimics_by_kind_outside_lesions():
+    from LesionXAILib.phantom import PhantomSettings, generate_phantom
+    from LesionXAILib.training.data import subject_from_phantom
+
+    phantom = generate_phantom(10000, PhantomSettings(fov_mm=(64.0, 64.0, 64.0)))
+    subject = subject_from_phantom(phantom)
+    assert len(subject.mimic_voxels) == len(np.unique(phantom.mimics[(phantom.mimics > 0) & ~subject.lesions]))
+    for voxels in subject.mimic_voxels:
+        labels = phantom.mimics[tuple(voxels.T)]
+        assert len(np.unique(labels)) == 1 and labels[0] > 0
+        assert not subject.lesions[tuple(voxels.T)].any()
+    assert sum(len(v) for v in subject.mimic_voxels) == int(((phantom.mimics > 0) & ~subject.lesions).sum())
+
+
+def test_mimic_voxels_are_grouped_by_kind_and_exclude_lesions():
+    kinds = _subject_with_mimics().mimic_voxels
+    assert [len(v) for v in kinds] == [1000, 1]
+    assert not any(np.all(v == (5, 5, 5), axis=1).any() for v in kinds)
+    assert kinds[1].tolist() == [[33, 6, 6]]
+
+
+def test_mimic_centred_patches_contain_a_mimic_and_kinds_are_drawn_evenly():
+    subject = _subject_with_mimics()
+    sampler = PatchSampler([subject], (8, 8, 8), lesion_fraction=0.0, mimic_fraction=1.0, intensity_jitter=0.0, seed=2)
+    small = 0
+    for _ in range(400):
+        start = sampler._start(subject)
+        inside = [np.all((v >= start) & (v < start + 8), axis=1).any() for v in subject.mimic_voxels]
+        assert any(inside)
+        small += inside[1] and not inside[0]
+    # the one-voxel kind is drawn about as often as the 1000-voxel one (by voxels it would be 1 in 1001)
+    assert 150 < small < 250
+
+
+def test_patch_kind_shares_follow_the_fractions():
+    subject = _subject_with_mimics()
+    sampler = PatchSampler([subject], (8, 8, 8), lesion_fraction=0.5, mimic_fraction=0.3, intensity_jitter=0.0, seed=4)
+    counts = {"lesion": 0, "mimic": 0, "other": 0}
+    for _ in range(3000):
+        start = sampler._start(subject)
+        if np.all((subject.lesion_voxels >= start) & (subject.lesion_voxels < start + 8), axis=1).any():
+            counts["lesion"] += 1
+        elif any(np.all((v >= start) & (v < start + 8), axis=1).any() for v in subject.mimic_voxels):
+            counts["mimic"] += 1
+        else:
+            counts["other"] += 1
+    # random brain patches rarely touch the lesion corner or the mimics, so shares are close to the fractions
+    assert abs(counts["lesion"] / 3000 - 0.5) < 0.04
+    assert abs(counts["mimic"] / 3000 - 0.3) < 0.06
+
+
+def test_without_mimic_sampling_the_patches_are_those_drawn_before_it_existed():
+    plain, with_mimics = _subject(shape=(40, 40, 40), lesion_at=(5, 5, 5)), _subject_with_mimics()
+    a = PatchSampler([plain], (8, 8, 8), seed=9).batch(6)
+    b = PatchSampler([with_mimics], (8, 8, 8), seed=9).batch(6)  # mimic_fraction 0: mimics ignored, same stream
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_patch_fractions_are_validated():
+    with pytest.raises(ParameterError, match="exceed 1"):
+        PatchSampler([_subject()], (8, 8, 8), lesion_fraction=0.7, mimic_fraction=0.4)
+    with pytest.raises(ParameterError, match="mimic fraction must be in 0..1"):
+        TrainSettings(mimic_fraction=-0.1)
+    with pytest.raises(ParameterError, match="need phantoms with mimics"):
+        TrainSettings(mimic_fraction=0.2, mimics=False)
+
+
 def test_loss_is_bce_plus_one_minus_soft_dice():
     logits = torch.tensor([[2.0, -1.0, 0.5, -3.0]])
     target = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
@@ -100,7 +180,8 @@ def test_training_can_continue_from_a_checkpoint_and_the_card_names_it(tmp_path)
     start = load_model(first)
     second = tmp_path / "second.pt"
     # zero learning rate: the continued run's weights are exactly the ones it started from
-    assert main(["-q", "train", "--out", str(second), "--steps", "2", "--lr", "0", "--init", str(first), *common]) == 0
+    assert main(["-q", "train", "--out", str(second), "--steps", "2", "--lr", "0", "--init", str(first),
+                 "--mimic-fraction", "0.3", *common]) == 0  # fmt: skip
     cont = load_model(second)
     for (name, a), b in zip(start.network.state_dict().items(), cont.network.state_dict().values()):
         if a.is_floating_point() and "running" not in name:
@@ -109,6 +190,8 @@ def test_training_can_continue_from_a_checkpoint_and_the_card_names_it(tmp_path)
     init = card["training"]["initialised_from"]
     assert init["path"] == str(first) and init["steps"] == 3 and len(init["sha256"]) == 64
     assert "continued from" in second.with_suffix(".md").read_text()
+    assert card["training"]["settings"]["mimic_fraction"] == 0.3
+    assert "0.6 of patches lesion-centred, 0.3 centred on mimics" in second.with_suffix(".md").read_text()
     # a checkpoint of another network is refused, naming what differs
     from LesionXAILib.training import train_model
 

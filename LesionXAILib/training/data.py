@@ -1,4 +1,4 @@
-"""Training data: phantoms turned into normalised network inputs, and a lesion-biased random patch sampler."""
+"""Training data: phantoms turned into normalised network inputs, and a lesion- and mimic-biased random patch sampler."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class TrainingSubject:
     lesions: np.ndarray
     lesion_voxels: np.ndarray  # (n, 3) k,j,i indices of lesion voxels, for lesion-centred patches
     brain_box: tuple[np.ndarray, np.ndarray]  # k,j,i min and max (inclusive) of the brain
+    # one (n, 3) k,j,i array per mimic kind present (lesion voxels removed), for hard-negative patches
+    mimic_voxels: tuple[np.ndarray, ...] = ()
 
 
 def subject_from_phantom(phantom) -> TrainingSubject:
@@ -38,7 +40,18 @@ def subject_from_phantom(phantom) -> TrainingSubject:
         lesions=lesions,
         lesion_voxels=np.argwhere(lesions).astype(np.int32),
         brain_box=(brain.min(0), brain.max(0)),
+        mimic_voxels=mimic_voxels_by_kind(phantom.mimics, lesions),
     )
+
+
+def mimic_voxels_by_kind(mimics: Optional[np.ndarray], lesions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Return one (n, 3) int32 array of k,j,i voxels per mimic label present, lesion voxels excluded."""
+    if mimics is None:
+        return ()
+    labels = np.where(lesions, 0, np.asarray(mimics))
+    found = np.argwhere(labels > 0).astype(np.int32)
+    kinds = labels[tuple(found.T)]
+    return tuple(found[kinds == k] for k in np.unique(kinds))
 
 
 def make_subjects(
@@ -60,7 +73,11 @@ def make_subjects(
 
 
 class PatchSampler:
-    """Draws (image, label) patches; a fraction is centred near a random lesion voxel, the rest anywhere in the brain.
+    """Draws (image, label) patches: a fraction near a random lesion voxel, a fraction near a mimic, the rest anywhere in the brain.
+
+    Mimic-centred patches are hard negatives: a mimic kind is drawn first, then one of its voxels, so a
+    large structure (the cortical ribbon) does not crowd out a small one (the septum). A
+    ``mimic_fraction`` of 0 draws exactly the patches the sampler drew before mimic sampling existed.
 
     Augmentation: left-right flips (the i axis) and a small per-channel intensity scale/shift, so the
     network does not latch onto one phantom contrast setting.
@@ -73,23 +90,32 @@ class PatchSampler:
         lesion_fraction: float = 0.6,
         intensity_jitter: float = 0.1,
         seed: int = 0,
+        mimic_fraction: float = 0.0,
     ) -> None:
         if not subjects:
             raise ParameterError("training needs at least one subject")
-        if not 0.0 <= lesion_fraction <= 1.0:
-            raise ParameterError(f"lesion fraction must be in 0..1, got {lesion_fraction}")
+        check_patch_fractions(lesion_fraction, mimic_fraction)
         self.subjects = list(subjects)
         self.patch = np.asarray(patch_size, dtype=int)
         self.lesion_fraction = float(lesion_fraction)
+        self.mimic_fraction = float(mimic_fraction)
         self.jitter = float(intensity_jitter)
         self.rng = np.random.default_rng(seed)
 
     def _start(self, subject: TrainingSubject) -> np.ndarray:
         shape = np.asarray(subject.lesions.shape)
         rng = self.rng
-        if len(subject.lesion_voxels) and rng.random() < self.lesion_fraction:
+        has_lesions = len(subject.lesion_voxels) > 0
+        has_mimics = self.mimic_fraction > 0 and len(subject.mimic_voxels) > 0
+        # one uniform draw picks the patch kind; none is drawn when only random patches are possible
+        u = rng.random() if has_lesions or has_mimics else 1.0
+        if has_lesions and u < self.lesion_fraction:
             centre = subject.lesion_voxels[rng.integers(len(subject.lesion_voxels))]
             # the lesion lands anywhere in the patch, not always at its centre
+            start = centre - rng.integers(self.patch // 8, self.patch - self.patch // 8)
+        elif has_mimics and u >= 1.0 - self.mimic_fraction:
+            voxels = subject.mimic_voxels[rng.integers(len(subject.mimic_voxels))]
+            centre = voxels[rng.integers(len(voxels))]
             start = centre - rng.integers(self.patch // 8, self.patch - self.patch // 8)
         else:
             lo, hi = subject.brain_box
@@ -121,3 +147,14 @@ class PatchSampler:
         """Return a (B, 2, *patch) image batch and its (B, 1, *patch) labels."""
         pairs = [self.sample() for _ in range(int(size))]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def check_patch_fractions(lesion_fraction: float, mimic_fraction: float) -> None:
+    """Raise ParameterError unless both fractions are in 0..1 and together at most 1."""
+    for name, value in (("lesion", lesion_fraction), ("mimic", mimic_fraction)):
+        if not 0.0 <= value <= 1.0:
+            raise ParameterError(f"{name} fraction must be in 0..1, got {value}")
+    if lesion_fraction + mimic_fraction > 1.0 + 1e-9:
+        raise ParameterError(
+            f"lesion fraction {lesion_fraction} + mimic fraction {mimic_fraction} exceed 1 (the rest are random brain patches)"
+        )

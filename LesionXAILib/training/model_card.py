@@ -104,6 +104,7 @@ def render_markdown(card: dict) -> str:
         "## Training",
         f"- data: phantoms `lesionxai phantom` seeds {st.get('train_seeds')} (every {st.get('anisotropic_every')}th at 1x1x3 mm), "
         f"patches {st.get('patch_size')}, batch {st.get('batch_size')}, {st.get('lesion_fraction')} of patches lesion-centred"
+        f"{_mimic_patches(st)}"
         f"{_mimics(st)}",
         f"- optimiser: AdamW lr {st.get('learning_rate')} (cosine), BCE + soft Dice loss, seed {st.get('seed')}",
         f"- {tr.get('steps')} steps in {_minutes(tr.get('train_seconds'))} on {tr.get('threads')} CPU thread(s) "
@@ -161,6 +162,12 @@ def _mimics(settings: dict) -> str:
     if "mimics" not in settings:
         return ""
     return ", with lesion mimics" if settings["mimics"] else ", without lesion mimics"
+
+
+def _mimic_patches(settings: dict) -> str:
+    """Return ', 0.2 centred on mimics' when hard-negative patches were drawn, else ''."""
+    share = settings.get("mimic_fraction") or 0
+    return f", {share} centred on mimics" if share else ""
 
 
 def _phantoms(settings: Any) -> str:

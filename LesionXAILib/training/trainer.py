@@ -19,7 +19,7 @@ from LesionXAILib.errors import ParameterError
 from LesionXAILib.lesion_model import LesionModel, build_network
 from LesionXAILib.model_config import MARGIN_KEYS, ModelConfig, get_config
 from LesionXAILib.progress import CancelToken, ProgressCallback, as_reporter
-from LesionXAILib.training.data import TRAIN_SEED_START, PatchSampler, make_subjects
+from LesionXAILib.training.data import TRAIN_SEED_START, PatchSampler, check_patch_fractions, make_subjects
 from LesionXAILib.training.loss import binary_lesion_logit, dice_bce_loss
 
 # JSON network configs for the demo models of the anchor's comparison, trainable by name
@@ -46,6 +46,7 @@ class TrainSettings:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
     lesion_fraction: float = 0.6
+    mimic_fraction: float = 0.0
     seed: int = 0
     threads: Optional[int] = None
     log_every: int = 50
@@ -66,6 +67,9 @@ class TrainSettings:
             raise ParameterError("steps and batch size must be >= 1")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ParameterError(f"max minutes must be > 0, got {self.max_minutes}")
+        check_patch_fractions(self.lesion_fraction, self.mimic_fraction)
+        if self.mimic_fraction > 0 and not self.mimics:
+            raise ParameterError("mimic-centred patches need phantoms with mimics (drop --no-mimics or --mimic-fraction)")
 
     def model_config(self) -> ModelConfig:
         """Return the network configuration to train (a preset, a JSON file, or a name in training/configs)."""
@@ -133,7 +137,9 @@ def train_model(
     t0 = time.perf_counter()
     subjects = make_subjects(settings.train_seeds, phantom_settings_for(settings), reporter.sub(0.0, 0.05))
     data_seconds = time.perf_counter() - t0
-    sampler = PatchSampler(subjects, settings.patch_size, settings.lesion_fraction, seed=settings.seed)
+    sampler = PatchSampler(
+        subjects, settings.patch_size, settings.lesion_fraction, seed=settings.seed, mimic_fraction=settings.mimic_fraction
+    )
     model = LesionModel(build_network(config), config, source="lesionxai train")
     initialised_from = _initialise(model, settings.init) if settings.init else None
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)

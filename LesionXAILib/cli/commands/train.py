@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (default %(default)s)")
     parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
     parser.add_argument("--lr", type=float, default=d.learning_rate)
+    parser.add_argument("--lesion-fraction", type=float, default=d.lesion_fraction, help="share of patches centred near a lesion (default %(default)s)")
+    parser.add_argument("--mimic-fraction", type=float, default=d.mimic_fraction, help="share of patches centred on a lesion mimic, as hard negatives (default %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed, help="initialisation / sampling seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-mimics", dest="mimics", action="store_false", help="train on phantoms without lesion mimics")
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         max_minutes=args.minutes,
         learning_rate=args.lr,
+        lesion_fraction=args.lesion_fraction,
+        mimic_fraction=args.mimic_fraction,
         seed=args.seed,
         threads=args.threads,
         mimics=args.mimics,
