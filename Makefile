@@ -7,6 +7,8 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.lesionxai-installed
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
+# extra options for `make demo`, e.g. DEMO_ARGS="--model unet-anchor" (any `lesionxai demo` option)
+DEMO_ARGS ?=
 
 .PHONY: all demo test venv system-deps clean-venv
 
@@ -35,7 +37,7 @@ system-deps:
 	bash .ci/system-deps.sh
 
 demo: system-deps $(STAMP)
-	$(VENV)/bin/lesionxai demo --out demo-output
+	$(VENV)/bin/lesionxai demo --out demo-output $(DEMO_ARGS)
 
 test: system-deps $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -78,3 +78,11 @@ def test_make_test_and_ci_run_share_the_system_step():
     assert "bash .ci/system-deps.sh" in makefile
     assert "test: system-deps" in makefile and "demo: system-deps" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_make_demo_passes_demo_args_through_to_the_demo_command():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run(["make", "-n", "demo", "DEMO_ARGS=--model unet-anchor"], cwd=ROOT, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert "lesionxai demo --out demo-output --model unet-anchor" in dry.stdout
