@@ -192,6 +192,15 @@ def test_training_can_continue_from_a_checkpoint_and_the_card_names_it(tmp_path)
     assert "continued from" in second.with_suffix(".md").read_text()
     assert card["training"]["settings"]["mimic_fraction"] == 0.3
     assert "0.6 of patches lesion-centred, 0.3 centred on mimics" in second.with_suffix(".md").read_text()
+    # a run continuing a continued run lists both earlier runs, earliest first
+    third = tmp_path / "third.pt"
+    assert main(["-q", "train", "--out", str(third), "--steps", "1", "--lr", "0", "--init", str(second), *common]) == 0
+    text = third.with_suffix(".md").read_text()
+    assert "continued from 2 earlier run(s), earliest first" in text
+    first_line = next(line for line in text.splitlines() if line.startswith("  1. "))
+    second_line = next(line for line in text.splitlines() if line.startswith("  2. "))
+    assert f"`{first}`" in first_line and "3 steps" in first_line
+    assert f"`{second}`" in second_line and "2 steps" in second_line and "--mimic-fraction" in second_line
     # a checkpoint of another network is refused, naming what differs
     from LesionXAILib.training import train_model
 

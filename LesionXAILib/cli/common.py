@@ -237,3 +237,12 @@ def clear_outputs(out: Path, names: Sequence[str]) -> list[str]:
     if removed:
         log.info("an earlier run's %s removed from %s before rewriting", ", ".join(removed), out)
     return removed
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """Return the `lesionxai ...` command that reproduces this run (the arguments main() parsed, shell-quoted)."""
+    import shlex
+    import sys
+
+    argv = getattr(args, "_argv", None)
+    return "lesionxai " + " ".join(shlex.quote(str(a)) for a in (sys.argv[1:] if argv is None else argv))

@@ -52,6 +52,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line and return its exit status (0 ok, 1 failure, 2 bad input, 130 cancelled)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # kept for records that must reproduce the run (model cards), whether called from a shell or from Python
+    args._argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="lesionxai: %(message)s",

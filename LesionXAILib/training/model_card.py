@@ -145,15 +145,18 @@ def _architecture_line(arch: dict, card: dict) -> str:
 
 
 def _continued_lines(init: Any) -> list[str]:
-    """Return the card lines naming the checkpoint(s) a run continued from, earliest first."""
+    """Return the card lines naming the checkpoint(s) a run continued from, earliest first and numbered."""
     chain = []
     while isinstance(init, dict):
         chain.append(init)
         init = init.get("initialised_from")
-    lines = []
-    for earlier in reversed(chain):
-        lines.append(f"- continued from `{earlier.get('path')}` (sha256 {str(earlier.get('sha256'))[:12]}…: {earlier.get('steps')} steps "
-                     f"in {_minutes(earlier.get('train_seconds'))}, made by `{earlier.get('command')}`); the figures above are this run's")
+    if not chain:
+        return []
+    # Each run overwrites the checkpoint it continued from, so the path alone does not tell the runs apart.
+    lines = [f"- continued from {len(chain)} earlier run(s), earliest first; the figures above are this run's:"]
+    for number, earlier in enumerate(reversed(chain), start=1):
+        lines.append(f"  {number}. `{earlier.get('path')}` (sha256 {str(earlier.get('sha256'))[:12]}…: {earlier.get('steps')} steps "
+                     f"in {_minutes(earlier.get('train_seconds'))}, made by `{earlier.get('command')}`)")
     return lines
 
 

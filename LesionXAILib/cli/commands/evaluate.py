@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from LesionXAILib.cli.common import add_model_arguments, add_segmentation_arguments, load_model_from_args, progress_for, segmentation_settings_from_args
+from LesionXAILib.cli.common import add_model_arguments, command_line, add_segmentation_arguments, load_model_from_args, progress_for, segmentation_settings_from_args
 
 NAME = "evaluate"
 HELP = "evaluate a segmenter on fresh phantoms (seeds < 10000): voxel Dice, lesion precision/recall/F1"
@@ -40,9 +40,8 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_model(model, seeds, phantom_settings, segmentation_settings_from_args(args), progress=callback)
     finally:
         close()
-    from LesionXAILib.cli.commands.train import command_line
 
-    summary = {**result.summary(), "command": command_line(), "phantom_settings": phantom_settings.to_dict(), "threshold": args.threshold or model.config.threshold}
+    summary = {**result.summary(), "command": command_line(args), "phantom_settings": phantom_settings.to_dict(), "threshold": args.threshold or model.config.threshold}
     text = json.dumps(summary, indent=2)
     if args.out:
         from LesionXAILib.atomic_write import write_text

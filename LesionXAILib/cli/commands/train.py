@@ -60,17 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
 
 
-def command_line() -> str:
-    """Return the command line that is running, for the model card's "reproduce" entry."""
-    import shlex
-    import sys
-
-    return "lesionxai " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
 def run(args: argparse.Namespace) -> int:
     """Train, write the checkpoint and its model card; return the exit code."""
-    from LesionXAILib.cli.common import progress_for
+    from LesionXAILib.cli.common import command_line, progress_for
     from LesionXAILib.training import TrainSettings, train_model
     from LesionXAILib.training.model_card import write_model_card
 
@@ -97,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
     callback, close = progress_for(args, "train")
     try:
-        result = train_model(settings, checkpoint=out, progress=callback, command=command_line())
+        result = train_model(settings, checkpoint=out, progress=callback, command=command_line(args))
     finally:
         close()
     card = write_model_card(out, result.model, result.metadata)
