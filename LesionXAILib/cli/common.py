@@ -242,7 +242,5 @@ def clear_outputs(out: Path, names: Sequence[str]) -> list[str]:
 def command_line(args: argparse.Namespace) -> str:
     """Return the `lesionxai ...` command that reproduces this run (the arguments main() parsed, shell-quoted)."""
     import shlex
-    import sys
 
-    argv = getattr(args, "_argv", None)
-    return "lesionxai " + " ".join(shlex.quote(str(a)) for a in (sys.argv[1:] if argv is None else argv))
+    return "lesionxai " + " ".join(shlex.quote(str(a)) for a in args._argv)

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from LesionXAILib.cli.common import add_model_arguments, command_line, add_segmentation_arguments, load_model_from_args, progress_for, segmentation_settings_from_args
+from LesionXAILib.cli.common import add_model_arguments, add_segmentation_arguments, command_line, load_model_from_args, progress_for, segmentation_settings_from_args
 
 NAME = "evaluate"
 HELP = "evaluate a segmenter on fresh phantoms (seeds < 10000): voxel Dice, lesion precision/recall/F1"
