@@ -410,3 +410,17 @@ def test_a_busy_port_fails_before_loading_anything(tmp_path, capsys):
     with pytest.raises(ParameterError, match="0..65535"):
         check_port("127.0.0.1", 70000)
     check_port("127.0.0.1", 0)
+
+
+@pytest.mark.parametrize("secret", ["-leading-dash_token", "--looks-like-an-option", "plain_Token-123"])
+def test_trame_reads_the_session_secret_whatever_character_it_starts_with(secret):
+    # token_urlsafe starts with "-" once in 64 launches; trame's own parser must still hand wslink the whole token
+    pytest.importorskip("trame_server")
+    from trame_server.core import Server
+
+    from LesionXAILib.viewer.server import trame_argv
+
+    argv = trame_argv(["lesionxai"], secret)
+    assert argv[0] == "lesionxai"
+    options, unknown = Server(f"lesionxai-argv-{abs(hash(secret))}").cli.parse_known_args(argv[1:])
+    assert options.authKey == secret and unknown == []

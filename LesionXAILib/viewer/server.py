@@ -48,6 +48,15 @@ def add_routes(app: Any, viewer: "LesionViewer") -> None:
     app.router.add_get(STATE_ROUTE, state)
 
 
+def trame_argv(program: list[str], secret: str) -> list[str]:
+    """Return the command line trame parses: the program name and the session secret, nothing of the viewer's own.
+
+    The secret is joined to its option with ``=``: a URL-safe token starts with ``-`` once in 64 launches and
+    argparse would then read it as an option of its own ("--authKey: expected one argument").
+    """
+    return [*program, f"--authKey={secret}"]
+
+
 def serve(
     viewer: "LesionViewer",
     host: str = DEFAULT_HOST,
@@ -66,7 +75,7 @@ def serve(
     # into trame's (e.g. a user's --port would be read twice, --timeout not at all). The secret goes to
     # wslink this way (the process's own command line, /proc/PID/cmdline, is not changed by it).
     argv = sys.argv
-    sys.argv = argv[:1] + ["--authKey", viewer.secret]
+    sys.argv = trame_argv(argv[:1], viewer.secret)
     try:
         viewer.server.start(
             host=host,
