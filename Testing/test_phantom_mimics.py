@@ -123,12 +123,59 @@ def test_flow_ghosts_touch_flair_only_and_repeat_along_i():
     assert same_line
 
 
+def test_lookalikes_are_lesions_in_appearance_set_in_deep_grey_matter():
+    from LesionXAILib.phantom.lesion_placement import PlacementSettings
+
+    on, off = _pair()
+    look = _kind(on, "lookalike")
+    rows = [r for r in on.mimic_params if r["kind"] == "lookalike"]
+    assert rows and look.sum() > 0
+    # drawn from the lesions' own contrast distributions, in both sequences
+    lesion = PlacementSettings()
+    for r in rows:
+        assert lesion.flair_contrast[0] <= r["flair_level"] <= lesion.flair_contrast[1]
+        assert lesion.t1_contrast[0] <= r["t1_level"] <= lesion.t1_contrast[1]
+        assert 0.0 <= r["heterogeneity"] <= 0.35
+    # where they sit: grey matter (the lesions' surroundings are white matter), deep below the surface
+    depth = ndimage.distance_transform_edt(on.flair > 0, sampling=on.geometry.spacing_kji)
+    assert np.median(on.gm[look]) >= 0.5 > np.median(on.gm[on.lesions])
+    assert np.median(depth[look]) >= 20.0
+    # painted as a lesion is into white matter, but into the tissue it replaces: the same subject without mimics
+    # (identical texture and bias field) shows that tissue, so the ratio is the row's level, faded to the edge
+    labels, _ = label_components(look, 26)
+    for r in rows:
+        assert r["levels_relative_to"] == "surrounding tissue"
+        blob = labels == labels[tuple(int(round(v)) for v in r["center_ijk"][::-1])]
+        assert blob.sum() >= 2
+        flair_ratio, t1_ratio = on.flair[blob] / off.flair[blob], on.t1[blob] / off.t1[blob]
+        assert np.median(flair_ratio) > 1.0 and np.median(t1_ratio) < 1.0
+        assert abs(np.max(flair_ratio) - r["flair_level"]) <= 0.1 * r["flair_level"], r
+        assert abs(np.min(t1_ratio) - r["t1_level"]) <= 0.1 * r["t1_level"], r
+    # so each stands out of the grey matter as the lesions stand out of white matter, at matching contrasts
+    wm = (on.wm > 0.95) & ~on.lesions & (on.mimics == 0)
+    lesion_contrast = np.median(on.flair[on.lesions]) / np.median(on.flair[wm])
+    look_contrast = np.median(on.flair[look] / off.flair[look])
+    assert abs(look_contrast - lesion_contrast) < 0.3, (look_contrast, lesion_contrast)
+
+
+# The other mimic kinds of seed 31 (96 mm box, 3 lesions) as the generator drew them before lookalikes
+# existed (commit 1ecddc0): lookalikes draw last, so these are unchanged.
+PRE_LOOKALIKE_ROWS_31 = [
+    (1, "cap", 1.3988), (2, "cap", 1.4142), (3, "cap", 1.5935), (4, "cap", 1.3895), (5, "cortical", 1.7404),
+    (6, "cortical", 1.5045), (7, "choroid", 1.7469), (8, "choroid", 1.4235), (9, "flow", 1.7596), (10, "flow", 1.6077),
+    (11, "flow", 1.4861), (12, "flow", 1.7896), (13, "flow", 1.6317), (14, "flow", 1.5053), (15, "flow", 1.4043),
+]  # fmt: skip
+
+
 def test_mimics_are_deterministic_per_seed():
     settings = PhantomSettings(n_lesions=3, fov_mm=(96.0, 96.0, 96.0))
     a, b, c = generate_phantom(31, settings), generate_phantom(31, settings), generate_phantom(32, settings)
     assert np.array_equal(a.mimics, b.mimics) and np.array_equal(a.flair, b.flair)
     assert a.mimic_params == b.mimic_params
     assert not np.array_equal(a.mimics, c.mimics)
+    rows = [(r["id"], r["kind"], r["flair_level"]) for r in a.mimic_params]
+    assert rows[: len(PRE_LOOKALIKE_ROWS_31)] == PRE_LOOKALIKE_ROWS_31
+    assert {kind for _, kind, _ in rows[len(PRE_LOOKALIKE_ROWS_31) :]} <= {"lookalike"}
 
 
 # Sums of the phantoms made by the generator before mimics existed (commit 5a4e26c), recorded with
@@ -161,3 +208,19 @@ def test_phantom_command_writes_mimics_and_no_mimics_flag(tmp_path):
     assert sum(info["mimic_voxels"].values()) == int((sitk.GetArrayFromImage(mimics) > 0).sum())
     off = json.loads((tmp_path / "off" / "lesions.json").read_text())
     assert off["settings"]["mimics"] is False and "mimics" not in off
+
+
+def test_no_lookalikes_reproduces_the_mimic_phantom_made_before_them(tmp_path):
+    settings = dict(n_lesions=3, fov_mm=(96.0, 96.0, 96.0))
+    with_them = generate_phantom(31, PhantomSettings(**settings))
+    without = generate_phantom(31, PhantomSettings(**settings, lookalikes=False))
+    assert [(r["id"], r["kind"], r["flair_level"]) for r in without.mimic_params] == PRE_LOOKALIKE_ROWS_31
+    assert not (without.mimics == 1 + MIMIC_KINDS.index("lookalike")).any()
+    # everything away from the lookalikes is the same phantom
+    look = ndimage.binary_dilation(with_them.mimics == 1 + MIMIC_KINDS.index("lookalike"), iterations=3)
+    assert look.any() and np.array_equal(with_them.flair[~look], without.flair[~look])
+    assert np.array_equal(with_them.lesions, without.lesions)
+    args = ["-q", "phantom", "--seed", "31", "--lesions", "3", "--fov", "96", "96", "96", "--no-lookalikes"]
+    assert main(args + ["--out", str(tmp_path / "p")]) == 0
+    info = json.loads((tmp_path / "p" / "lesions.json").read_text())
+    assert info["settings"]["lookalikes"] is False and info["mimic_voxels"]["lookalike"] == 0

@@ -55,6 +55,8 @@ class PhantomSettings:
     whole brain cropped to its bounding box plus ``margin_voxels``). ``n_lesions=None`` draws a
     realistic count in 10..25. ``mimics`` adds FLAIR-hyperintense non-lesion structures (see
     phantom.mimics); False reproduces the phantom made before mimics existed, array for array.
+    ``lookalikes`` (with mimics) adds the lesion-identical blobs in deep grey matter; False reproduces
+    the mimic phantom made before they existed, array for array.
     """
 
     n_lesions: Optional[int] = None
@@ -70,6 +72,7 @@ class PhantomSettings:
     contrast_jitter: float = 1.0
     lesions: PlacementSettings = field(default_factory=PlacementSettings)
     mimics: bool = True
+    lookalikes: bool = True
 
     def __post_init__(self) -> None:
         if self.n_lesions is not None and not 0 <= int(self.n_lesions) <= MAX_LESIONS:
@@ -284,7 +287,7 @@ def generate_phantom(
     flair *= flair_rim(tissue.ventricle_mm, tissue.csf, contrast.flair_rim)
     t1 = tissue_mix(tissue.gm, tissue.wm, tissue.csf, contrast.t1)
     union, voxels = _paint_lesions(flair, t1, tissue, placed)
-    mimics = place_mimics(tissue, union, rng_mimics) if settings.mimics else []
+    mimics = place_mimics(tissue, union, rng_mimics, settings.lookalikes) if settings.mimics else []
     mimic_fractions = paint_mimics(flair, t1, mimics) if settings.mimics else None
     texture_control = [max(2, int(np.ceil(s / 6.0))) for s in tissue.shape]
     flair *= 1.0 + contrast.texture * smooth_noise(tissue.shape, texture_control, rng_contrast)

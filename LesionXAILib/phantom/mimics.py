@@ -13,6 +13,12 @@ tells it apart is its place and shape (and, for some, MPRAGE):
   MPRAGE intermediate (grey-matter-like).
 - ``flow``: flow ghosts, a row of equally spaced bright spots along the phase-encoding axis (i),
   fading with each repeat; FLAIR only (MPRAGE untouched).
+- ``lookalike``: a blob drawn exactly as a lesion is (the same shape, size, contrast and edge
+  distributions, in both sequences) but centred in deep grey matter (caudate, thalamus, insular and
+  cingulate cortex), where the annotation convention labels no lesions. Its contrast is relative to the
+  tissue it replaces (a lesion's is relative to white matter), so it stands out of the grey matter
+  exactly as a lesion stands out of white matter: neither its shape nor its edge contrast tells it from
+  a lesion, only the intensity of the tissue around it (grey, not white matter) does.
 
 Mimics are kept at least ``KEEP_OUT_MM`` away from every lesion and are not part of the ground truth.
 """
@@ -24,15 +30,23 @@ from typing import Optional
 
 import numpy as np
 
-from LesionXAILib.phantom.lesion_placement import TissueMaps
+from LesionXAILib.phantom.contrasts import lesion_contrast_map, sample_lesion_contrast
+from LesionXAILib.phantom.lesion_placement import PlacementSettings, TissueMaps, sample_volume_mm3
+from LesionXAILib.phantom.lesion_shapes import design_shape, lesion_fraction
 
-MIMIC_KINDS = ("cap", "cortical", "septum", "choroid", "flow")
+MIMIC_KINDS = ("cap", "cortical", "septum", "choroid", "flow", "lookalike")
 # label written in mimics.nii.gz: 1 + index in MIMIC_KINDS
 KEEP_OUT_MM = 2.0
 # FLAIR level of a mimic relative to white matter: the lesions' own range, so intensity cannot reject it
 FLAIR_LEVEL = (1.35, 1.9)
 # lateral-ventricle tips are found among ventricle voxels at least this deep below the brain surface
 DEEP_MM = 15.0
+# lookalikes: centres this deep below the brain surface in grey matter (deep nuclei, insula, cingulate)
+LOOKALIKE_DEPTH_MM = 25.0
+# of a lookalike's core, at least this share lies in grey matter (else it is drawn again)
+LOOKALIKE_GM_SHARE = 0.6
+LOOKALIKE_MAX_MM3 = 400.0
+LOOKALIKE_TRIES = 30
 
 
 @dataclass(frozen=True)
@@ -46,15 +60,29 @@ class Mimic:
     fraction: np.ndarray
     flair: float
     t1: Optional[float]  # None: MPRAGE untouched
+    # lookalikes fade towards their edge exactly as lesions do (rho: 0 at the core, 1 at the edge)
+    rho: Optional[np.ndarray] = None
+    heterogeneity: float = 0.0
+    # True: the levels scale the tissue the mimic replaces (lookalikes); False: they are relative to WM
+    tissue_relative: bool = False
 
     def to_row(self) -> dict:
         """Return the JSON-ready description (centre on the synthesis grid; the generator maps it)."""
-        return {
+        row = {
             "id": self.id,
             "kind": self.kind,
             "flair_level": round(self.flair, 4),
             "t1_level": None if self.t1 is None else round(self.t1, 4),
         }
+        if self.rho is not None:
+            row["heterogeneity"] = round(self.heterogeneity, 4)
+        if self.tissue_relative:
+            row["levels_relative_to"] = "surrounding tissue"
+        return row
+
+    def level(self, value: float) -> "float | np.ndarray":
+        """Return the intensity relative to WM that the mimic mixes in: uniform, or a lesion's core-to-edge map."""
+        return value if self.rho is None else lesion_contrast_map(value, self.rho, self.heterogeneity)
 
 
 def _box(center: np.ndarray, radius_mm: float, shape, spacing) -> tuple[tuple[slice, ...], np.ndarray]:
@@ -183,7 +211,42 @@ def _flow(tissue: TissueMaps, rng: np.random.Generator) -> list:
     return out
 
 
-def place_mimics(tissue: TissueMaps, lesion_fraction: np.ndarray, rng: np.random.Generator) -> list[Mimic]:
+def lookalike_sites(tissue: TissueMaps) -> np.ndarray:
+    """Return the flat voxel indices where a lookalike may be centred: deep grey matter of the cerebrum."""
+    sites = (tissue.gm >= 0.7) & (tissue.csf < 0.2) & (tissue.depth_mm >= LOOKALIKE_DEPTH_MM) & (tissue.ventricle_mm > 1.5)
+    vent_k = np.argwhere((tissue.ventricle_mm < 0.5) & (tissue.depth_mm >= DEEP_MM))[:, 0]
+    if vent_k.size:
+        # cerebrum only (k grows superiorly): the cerebellum's folia lie below the lateral ventricles
+        sites[: int(np.percentile(vent_k, 10))] = False
+    return np.flatnonzero(sites)
+
+
+def _lookalikes(tissue: TissueMaps, rng: np.random.Generator, settings: PlacementSettings = PlacementSettings()) -> list:
+    sites = lookalike_sites(tissue)
+    out = []
+    if sites.size == 0:
+        return out
+    for _ in range(int(rng.integers(3, 8))):
+        # drawn as a deep white-matter lesion is: volume, shape and contrast from the lesions' own samplers
+        volume = min(sample_volume_mm3(rng, "deep", settings), LOOKALIKE_MAX_MM3)
+        contrast = sample_lesion_contrast(rng, settings.flair_contrast, settings.t1_contrast, settings.contrast_jitter)
+        kind = "ovoid" if rng.random() >= settings.irregular_fraction else "irregular"
+        shape = design_shape(rng, volume, kind)
+        for _ in range(LOOKALIKE_TRIES):
+            center = np.asarray(np.unravel_index(int(sites[int(rng.integers(sites.size))]), tissue.shape), dtype=float)
+            found = lesion_fraction(shape.at(center + rng.uniform(-0.5, 0.5, 3)), tissue.shape, tissue.spacing_kji)
+            if found is None:
+                continue
+            sl, f, rho = found
+            f = f * (1.0 - tissue.csf[sl])
+            core = f >= 0.5
+            if core.sum() >= 2 and (tissue.gm[sl][core] >= 0.5).mean() >= LOOKALIKE_GM_SHARE:
+                out.append(("lookalike", center, sl, f, contrast.flair, contrast.t1, rho, contrast.heterogeneity))
+                break
+    return out
+
+
+def place_mimics(tissue: TissueMaps, lesion_fraction: np.ndarray, rng: np.random.Generator, lookalikes: bool = True) -> list[Mimic]:
     """Return the mimics of one phantom (deterministic in ``rng``), each kept ``KEEP_OUT_MM`` clear of every lesion."""
     from scipy import ndimage
 
@@ -191,8 +254,10 @@ def place_mimics(tissue: TissueMaps, lesion_fraction: np.ndarray, rng: np.random
     if near.any():
         near = ndimage.distance_transform_edt(~near, sampling=tissue.spacing_kji) <= KEEP_OUT_MM
     drafts = _caps(tissue, rng) + _cortical(tissue, rng) + _septum(tissue, rng) + _choroid(tissue, rng) + _flow(tissue, rng)
+    # lookalikes draw last, so the other kinds are those of phantoms made before lookalikes existed
+    drafts = [d + (None, 0.0) for d in drafts] + (_lookalikes(tissue, rng) if lookalikes else [])
     mimics = []
-    for kind, center, sl, f, flair, t1 in drafts:
+    for kind, center, sl, f, flair, t1, rho, heterogeneity in drafts:
         f = (np.asarray(f, dtype=np.float32) * (tissue.mask[sl] >= 0.5) * ~near[sl]).astype(np.float32)
         core = f >= 0.5
         if core.sum() < 2:
@@ -200,7 +265,9 @@ def place_mimics(tissue: TissueMaps, lesion_fraction: np.ndarray, rng: np.random
         # no faint leftovers away from the labelled core: every brightened voxel belongs to a mimic
         f *= ndimage.binary_dilation(core)
         center_t = tuple(float(c) for c in center)
-        mimics.append(Mimic(len(mimics) + 1, kind, center_t, sl, f, float(flair), None if t1 is None else float(t1)))
+        t1 = None if t1 is None else float(t1)
+        relative = kind == "lookalike"
+        mimics.append(Mimic(len(mimics) + 1, kind, center_t, sl, f, float(flair), t1, rho, float(heterogeneity), relative))
     return mimics
 
 
@@ -209,9 +276,11 @@ def paint_mimics(flair: np.ndarray, t1: np.ndarray, mimics: list[Mimic]) -> np.n
     fractions = np.zeros((len(MIMIC_KINDS),) + flair.shape, dtype=np.float32)
     for m in mimics:
         f = m.fraction
-        flair[m.slices] = (1.0 - f) * flair[m.slices] + f * m.flair
+        scale_flair = flair[m.slices] if m.tissue_relative else 1.0
+        flair[m.slices] = (1.0 - f) * flair[m.slices] + f * m.level(m.flair) * scale_flair
         if m.t1 is not None:
-            t1[m.slices] = (1.0 - f) * t1[m.slices] + f * m.t1
+            scale_t1 = t1[m.slices] if m.tissue_relative else 1.0
+            t1[m.slices] = (1.0 - f) * t1[m.slices] + f * m.level(m.t1) * scale_t1
         view = fractions[(MIMIC_KINDS.index(m.kind),) + m.slices]
         np.maximum(view, f, out=view)
     return fractions

@@ -29,6 +29,7 @@ class StudySettings:
     fov_mm: Optional[tuple[float, float, float]] = (96.0, 96.0, 96.0)
     n_lesions: Optional[int] = 8
     mimics: bool = True
+    lookalikes: bool = True
     method: str = "smoothgrad"
     samples: int = 8
     max_radius_mm: float = 15.0
@@ -73,7 +74,7 @@ class StudyResult:
 def _phantom_settings(settings: StudySettings):
     from LesionXAILib.phantom import PhantomSettings
 
-    return PhantomSettings(n_lesions=settings.n_lesions, fov_mm=settings.fov_mm, mimics=settings.mimics)
+    return PhantomSettings(n_lesions=settings.n_lesions, fov_mm=settings.fov_mm, mimics=settings.mimics, lookalikes=settings.lookalikes)
 
 
 def _analysis_settings(settings: StudySettings, model):

@@ -161,10 +161,13 @@ def _continued_lines(init: Any) -> list[str]:
 
 
 def _mimics(settings: dict) -> str:
-    """Return ', with lesion mimics' / ', without lesion mimics' when the settings record it."""
+    """Return ', with lesion mimics and lookalikes' / '(no lookalikes)' / ', without lesion mimics' when recorded."""
     if "mimics" not in settings:
         return ""
-    return ", with lesion mimics" if settings["mimics"] else ", without lesion mimics"
+    if not settings["mimics"]:
+        return ", without lesion mimics"
+    # settings written before lookalikes existed have no such key: their phantoms had none
+    return ", with lesion mimics" + (" and lookalikes" if settings.get("lookalikes") else " (no lookalikes)")
 
 
 def _mimic_patches(settings: dict) -> str:

@@ -52,6 +52,7 @@ class TrainSettings:
     log_every: int = 50
     checkpoint_minutes: float = 10.0
     mimics: bool = True
+    lookalikes: bool = True
     float16: bool = False
     init: Optional[str] = None
 
@@ -104,7 +105,7 @@ def phantom_settings_for(settings: TrainSettings):
     def for_seed(seed: int) -> PhantomSettings:
         thick = settings.anisotropic_every > 0 and (seed - TRAIN_SEED_START) % settings.anisotropic_every == settings.anisotropic_every - 1
         spacing = (1.0, 1.0, 3.0) if thick else (1.0, 1.0, 1.0)
-        return PhantomSettings(spacing=spacing, fov_mm=settings.fov_mm, mimics=settings.mimics)
+        return PhantomSettings(spacing=spacing, fov_mm=settings.fov_mm, mimics=settings.mimics, lookalikes=settings.lookalikes)
 
     return for_seed
 

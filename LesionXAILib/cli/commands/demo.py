@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--small", action="store_true", help=f"a {SMALL_FOV_MM[0]:g} mm cube with {SMALL_LESIONS} lesions (quick look, tests)")
     g.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("I", "J", "K"), help="voxel spacing in mm (default 1 1 1)")
     g.add_argument("--no-mimics", dest="mimics", action="store_false", help="a phantom without lesion mimics (the pre-mimics demo subject)")
+    g.add_argument("--no-lookalikes", dest="lookalikes", action="store_false", help="mimics without the lesion-identical lookalikes in deep grey matter")
     add_model_arguments(parser)
     add_segmentation_arguments(parser)
     g = parser.add_argument_group("explanations and probe")
@@ -135,7 +136,7 @@ def phantom_settings_from_args(args: argparse.Namespace):
 
     fov = tuple(args.fov) if args.fov else (SMALL_FOV_MM if args.small else None)
     lesions = args.lesions if args.lesions is not None else (SMALL_LESIONS if args.small else None)
-    return PhantomSettings(n_lesions=lesions, spacing=tuple(args.spacing), fov_mm=fov, mimics=getattr(args, "mimics", True))
+    return PhantomSettings(n_lesions=lesions, spacing=tuple(args.spacing), fov_mm=fov, mimics=getattr(args, "mimics", True), lookalikes=getattr(args, "lookalikes", True))
 
 
 def analysis_settings_from_args(args: argparse.Namespace):

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fov", type=float, nargs=3, default=None, metavar=("I", "J", "K"), help="phantom field of view in mm (default: whole brain)")
     parser.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("I", "J", "K"), help="phantom voxel size in mm")
     parser.add_argument("--no-mimics", dest="mimics", action="store_false", help="phantoms without lesion mimics (as models trained before mimics were measured)")
+    parser.add_argument("--no-lookalikes", dest="lookalikes", action="store_false", help="mimics without the lesion-identical lookalikes in deep grey matter (as models trained before lookalikes were measured)")
     parser.add_argument("--out", default=None, help="write the evaluation JSON here")
     parser.add_argument("--update-card", action="store_true", help="record the evaluation in the model's card (model.json/.md beside it)")
     add_model_arguments(parser)
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     seeds = parse_seeds(args.seeds)
     model = load_model_from_args(args)
-    phantom_settings = PhantomSettings(fov_mm=tuple(args.fov) if args.fov else None, spacing=tuple(args.spacing), mimics=args.mimics)
+    phantom_settings = PhantomSettings(fov_mm=tuple(args.fov) if args.fov else None, spacing=tuple(args.spacing), mimics=args.mimics, lookalikes=args.lookalikes)
     callback, close = progress_for(args, "evaluate")
     try:
         result = evaluate_model(model, seeds, phantom_settings, segmentation_settings_from_args(args), progress=callback)

@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no lesion mimics (FLAIR-bright caps, cortex, septum, choroid plexus, flow ghosts): the pre-mimics phantom",
     )  # fmt: skip
     parser.add_argument(
+        "--no-lookalikes", dest="lookalikes", action="store_false",
+        help="mimics without the lesion-identical lookalikes in deep grey matter: the phantom made before they existed",
+    )  # fmt: skip
+    parser.add_argument(
         "--tissue", action="store_true", help="also write the tissue probabilities (wm.nii.gz, gm.nii.gz, csf.nii.gz)"
     )
 
@@ -45,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         fov_mm=tuple(args.fov) if args.fov else None,
         random_pad_voxels=args.pad,
         mimics=args.mimics,
+        lookalikes=args.lookalikes,
     )
     out = check_output_dir(args.out, [])
     callback, close = progress_for(args, "phantom")

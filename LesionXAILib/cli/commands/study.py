@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--whole-brain", action="store_true", help="whole-brain phantoms instead of --fov")
     parser.add_argument("--lesions", type=int, default=d.n_lesions, help="lesions per phantom (default %(default)s)")
     parser.add_argument("--no-mimics", dest="mimics", action="store_false", help="phantoms without lesion mimics")
+    parser.add_argument("--no-lookalikes", dest="lookalikes", action="store_false", help="mimics without the lesion-identical lookalikes in deep grey matter")
     parser.add_argument("--method", choices=("smoothgrad", "gradient"), default=d.method, help="saliency method (default %(default)s)")
     parser.add_argument("--samples", type=int, default=d.samples, help="SmoothGrad samples (default %(default)s; the anchor used 50)")
     parser.add_argument("--max-radius", type=float, default=d.max_radius_mm, help="largest context radius in mm (default %(default)s)")
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         fov_mm=None if args.whole_brain else tuple(args.fov),
         n_lesions=args.lesions,
         mimics=args.mimics,
+        lookalikes=args.lookalikes,
         method=args.method,
         samples=args.samples,
         max_radius_mm=args.max_radius,

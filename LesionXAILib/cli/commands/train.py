@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, help="initialisation / sampling seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-mimics", dest="mimics", action="store_false", help="train on phantoms without lesion mimics")
+    parser.add_argument("--no-lookalikes", dest="lookalikes", action="store_false", help="mimics without the lesion-identical lookalikes in deep grey matter")
     parser.add_argument("--init", default=None, metavar="CHECKPOINT", help="start from this LesionXAI checkpoint's weights (same network) instead of a fresh initialisation; the card records it")
     parser.add_argument("--float16", action="store_true", help="store the weights at half precision (half the file; loaded back as float32)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         mimics=args.mimics,
+        lookalikes=args.lookalikes,
         float16=args.float16,
         init=args.init,
     )
