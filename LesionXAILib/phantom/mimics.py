@@ -18,7 +18,8 @@ tells it apart is its place and shape (and, for some, MPRAGE):
   cingulate cortex), where the annotation convention labels no lesions. Its contrast is relative to the
   tissue it replaces (a lesion's is relative to white matter), so it stands out of the grey matter
   exactly as a lesion stands out of white matter: neither its shape nor its edge contrast tells it from
-  a lesion, only the intensity of the tissue around it (grey, not white matter) does.
+  a lesion. What does is the tissue around it (grey, not white matter) and, carried over from that tissue,
+  its own level (brighter on FLAIR, darker on MPRAGE than a lesion of the same contrast).
 
 Mimics are kept at least ``KEEP_OUT_MM`` away from every lesion and are not part of the ground truth.
 """
