@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pad", type=int, default=0, help="pad each side by a random 0..N voxels (varies the shape)")
     parser.add_argument(
         "--no-mimics", dest="mimics", action="store_false",
-        help="no lesion mimics (FLAIR-bright caps, cortex, septum, choroid plexus, flow ghosts): the pre-mimics phantom",
+        help="no lesion mimics (FLAIR-bright caps, cortex, septum, choroid plexus, flow ghosts, deep-grey-matter lookalikes): the pre-mimics phantom",
     )  # fmt: skip
     parser.add_argument(
         "--no-lookalikes", dest="lookalikes", action="store_false",
