@@ -66,6 +66,7 @@ def test_study_command_on_a_tiny_cohort(tmp_path):
     assert row["model"] == "unet" and row["lesions_analysed"] >= 1
     assert row["mimics"] > 0 and 0 <= row["fp_on_mimics"] <= row["fp"]
     assert "~7" in (out / "summary.md").read_text()
+    assert summary["settings"]["mimics"] is True and summary["settings"]["lookalikes"] is True
     # the synthetic-lesion curve: every size x contrast of the probe, on the first phantom, rates from the counts
     from LesionXAILib.probes.synthetic import DEFAULT_FLAIR_CONTRASTS, DEFAULT_VOLUMES_MM3
 

@@ -171,6 +171,12 @@ def test_retraining_a_tiny_config_runs_end_to_end_and_the_result_loads_and_evalu
     assert main(["-q", "evaluate", "--model", str(out), "--seeds", "7", "--fov", "48", "48", "48", "--no-mimics",
                  "--out", str(tmp_path / "eval.json")]) == 0  # fmt: skip
     assert json.loads((tmp_path / "eval.json").read_text())["phantom_settings"]["mimics"] is False
+    # training and evaluation phantoms had lookalikes unless told otherwise; the card's text says which
+    assert card["training"]["settings"]["lookalikes"] is True and card["evaluation"]["phantom_settings"]["lookalikes"] is True
+    assert "with lesion mimics and lookalikes" in out.with_suffix(".md").read_text()
+    assert main(["-q", "evaluate", "--model", str(out), "--seeds", "7", "--fov", "48", "48", "48", "--no-lookalikes",
+                 "--update-card"]) == 0  # fmt: skip
+    assert "mm, with lesion mimics (no lookalikes)" in out.with_suffix(".md").read_text()
 
 
 def test_training_can_continue_from_a_checkpoint_and_the_card_names_it(tmp_path):
