@@ -287,7 +287,7 @@ def generate_phantom(
     flair *= flair_rim(tissue.ventricle_mm, tissue.csf, contrast.flair_rim)
     t1 = tissue_mix(tissue.gm, tissue.wm, tissue.csf, contrast.t1)
     union, voxels = _paint_lesions(flair, t1, tissue, placed)
-    mimics = place_mimics(tissue, union, rng_mimics, settings.lookalikes) if settings.mimics else []
+    mimics = place_mimics(tissue, union, rng_mimics, settings.lookalikes, settings.lesions) if settings.mimics else []
     mimic_fractions = paint_mimics(flair, t1, mimics) if settings.mimics else None
     texture_control = [max(2, int(np.ceil(s / 6.0))) for s in tissue.shape]
     flair *= 1.0 + contrast.texture * smooth_noise(tissue.shape, texture_control, rng_contrast)

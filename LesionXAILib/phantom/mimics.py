@@ -13,8 +13,9 @@ tells it apart is its place and shape (and, for some, MPRAGE):
   MPRAGE intermediate (grey-matter-like).
 - ``flow``: flow ghosts, a row of equally spaced bright spots along the phase-encoding axis (i),
   fading with each repeat; FLAIR only (MPRAGE untouched).
-- ``lookalike``: a blob drawn exactly as a lesion is (the same shape, size, contrast and edge
-  distributions, in both sequences) but centred in deep grey matter (caudate, thalamus, insular and
+- ``lookalike``: a blob drawn as a lesion is (the same shape, size, contrast and edge distributions,
+  in both sequences; one difference: lesions under 15 mm³ are always ovoid, lookalikes of any size are
+  irregular as often as larger lesions) but centred in deep grey matter (caudate, thalamus, insular and
   cingulate cortex), where the annotation convention labels no lesions. Its contrast is relative to the
   tissue it replaces (a lesion's is relative to white matter), so it stands out of the grey matter
   exactly as a lesion stands out of white matter: neither its shape nor its edge contrast tells it from
@@ -64,8 +65,11 @@ class Mimic:
     # lookalikes fade towards their edge exactly as lesions do (rho: 0 at the core, 1 at the edge)
     rho: Optional[np.ndarray] = None
     heterogeneity: float = 0.0
-    # True: the levels scale the tissue the mimic replaces (lookalikes); False: they are relative to WM
-    tissue_relative: bool = False
+
+    @property
+    def tissue_relative(self) -> bool:
+        """Return True if the levels scale the tissue the mimic replaces (lookalikes), False if relative to WM."""
+        return self.kind == "lookalike"
 
     def to_row(self) -> dict:
         """Return the JSON-ready description (centre on the synthesis grid; the generator maps it)."""
@@ -222,13 +226,14 @@ def lookalike_sites(tissue: TissueMaps) -> np.ndarray:
     return np.flatnonzero(sites)
 
 
-def _lookalikes(tissue: TissueMaps, rng: np.random.Generator, settings: PlacementSettings = PlacementSettings()) -> list:
+def _lookalikes(tissue: TissueMaps, rng: np.random.Generator, settings: PlacementSettings) -> list:
     sites = lookalike_sites(tissue)
     out = []
     if sites.size == 0:
         return out
     for _ in range(int(rng.integers(3, 8))):
-        # drawn as a deep white-matter lesion is: volume, shape and contrast from the lesions' own samplers
+        # drawn as a deep white-matter lesion is: volume, shape and contrast from the lesions' own samplers (without
+        # the lesions' always-ovoid rule under 15 mm³: the shipped phantoms and models were made this way)
         volume = min(sample_volume_mm3(rng, "deep", settings), LOOKALIKE_MAX_MM3)
         contrast = sample_lesion_contrast(rng, settings.flair_contrast, settings.t1_contrast, settings.contrast_jitter)
         kind = "ovoid" if rng.random() >= settings.irregular_fraction else "irregular"
@@ -247,8 +252,17 @@ def _lookalikes(tissue: TissueMaps, rng: np.random.Generator, settings: Placemen
     return out
 
 
-def place_mimics(tissue: TissueMaps, lesion_fraction: np.ndarray, rng: np.random.Generator, lookalikes: bool = True) -> list[Mimic]:
-    """Return the mimics of one phantom (deterministic in ``rng``), each kept ``KEEP_OUT_MM`` clear of every lesion."""
+def place_mimics(
+    tissue: TissueMaps,
+    lesion_fraction: np.ndarray,
+    rng: np.random.Generator,
+    lookalikes: bool = True,
+    lesions: PlacementSettings = PlacementSettings(),
+) -> list[Mimic]:
+    """Return the mimics of one phantom (deterministic in ``rng``), each kept ``KEEP_OUT_MM`` clear of every lesion.
+
+    ``lesions`` are the phantom's lesion settings: lookalikes are drawn from the same distributions.
+    """
     from scipy import ndimage
 
     near = lesion_fraction > 0.0
@@ -256,7 +270,7 @@ def place_mimics(tissue: TissueMaps, lesion_fraction: np.ndarray, rng: np.random
         near = ndimage.distance_transform_edt(~near, sampling=tissue.spacing_kji) <= KEEP_OUT_MM
     drafts = _caps(tissue, rng) + _cortical(tissue, rng) + _septum(tissue, rng) + _choroid(tissue, rng) + _flow(tissue, rng)
     # lookalikes draw last, so the other kinds are those of phantoms made before lookalikes existed
-    drafts = [d + (None, 0.0) for d in drafts] + (_lookalikes(tissue, rng) if lookalikes else [])
+    drafts = [d + (None, 0.0) for d in drafts] + (_lookalikes(tissue, rng, lesions) if lookalikes else [])
     mimics = []
     for kind, center, sl, f, flair, t1, rho, heterogeneity in drafts:
         f = (np.asarray(f, dtype=np.float32) * (tissue.mask[sl] >= 0.5) * ~near[sl]).astype(np.float32)
@@ -267,8 +281,7 @@ def place_mimics(tissue: TissueMaps, lesion_fraction: np.ndarray, rng: np.random
         f *= ndimage.binary_dilation(core)
         center_t = tuple(float(c) for c in center)
         t1 = None if t1 is None else float(t1)
-        relative = kind == "lookalike"
-        mimics.append(Mimic(len(mimics) + 1, kind, center_t, sl, f, float(flair), t1, rho, float(heterogeneity), relative))
+        mimics.append(Mimic(len(mimics) + 1, kind, center_t, sl, f, float(flair), t1, rho, float(heterogeneity)))
     return mimics
 
 
@@ -277,11 +290,12 @@ def paint_mimics(flair: np.ndarray, t1: np.ndarray, mimics: list[Mimic]) -> np.n
     fractions = np.zeros((len(MIMIC_KINDS),) + flair.shape, dtype=np.float32)
     for m in mimics:
         f = m.fraction
-        scale_flair = flair[m.slices] if m.tissue_relative else 1.0
-        flair[m.slices] = (1.0 - f) * flair[m.slices] + f * m.level(m.flair) * scale_flair
-        if m.t1 is not None:
-            scale_t1 = t1[m.slices] if m.tissue_relative else 1.0
-            t1[m.slices] = (1.0 - f) * t1[m.slices] + f * m.level(m.t1) * scale_t1
+        for image, value in ((flair, m.flair), (t1, m.t1)):
+            if value is None:
+                continue  # MPRAGE untouched
+            base = image[m.slices]
+            target = f * m.level(value)
+            image[m.slices] = (1.0 - f) * base + (target * base if m.tissue_relative else target)
         view = fractions[(MIMIC_KINDS.index(m.kind),) + m.slices]
         np.maximum(view, f, out=view)
     return fractions
